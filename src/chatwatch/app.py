@@ -1,0 +1,211 @@
+"""Build the ASGI application from Settings: wiring only, no logic."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from prometheus_client import CollectorRegistry
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from chatwatch.api import auth as auth_api
+from chatwatch.api import chat_history, chat_ws, health
+from chatwatch.api.deps import require_admin
+from chatwatch.auth import Authenticator, load_or_create_secret
+from chatwatch.chat.cache import MemoryCache, RedisCache, ResponseCache
+from chatwatch.chat.connection import ChatDeps
+from chatwatch.chat.consultant import Consultant
+from chatwatch.chat.hub import Hub
+from chatwatch.chat.pricing import PriceBook
+from chatwatch.chat.providers.base import AIProvider
+from chatwatch.clock import Clock, SystemClock
+from chatwatch.config import Settings
+from chatwatch.events import CacheEvicted, EventBus
+from chatwatch.services import Services
+from chatwatch.store.chat_store import ChatStore
+from chatwatch.store.db import Database
+
+__all__ = ["Secrets", "build_app", "resolve_secrets"]
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    """The JWT secret and admin token in force, and whether the admin token is new."""
+
+    jwt_secret: str
+    admin_token: str
+    admin_token_created: bool
+
+
+def resolve_secrets(settings: Settings) -> Secrets:
+    """Configured secrets, else the ones kept in the data directory (created on first start)."""
+    data_dir = settings.server.data_dir
+    jwt_secret = settings.auth.jwt_secret or load_or_create_secret(data_dir / "secret")[0]
+    if settings.auth.admin_token:
+        return Secrets(jwt_secret, settings.auth.admin_token, False)
+    token, created = load_or_create_secret(data_dir / "admin_token")
+    return Secrets(jwt_secret, token, created)
+
+
+def _provider(settings: Settings) -> AIProvider:
+    ai = settings.ai
+    if ai.provider == "openai":
+        from chatwatch.chat.providers.openai import OpenAIProvider
+
+        assert ai.base_url is not None  # checked by AISettings
+        return OpenAIProvider(
+            ai.base_url, ai.model_name, ai.api_key, ai.timeout, ai.first_byte_timeout
+        )
+    from chatwatch.chat.providers.builtin import BuiltinProvider
+
+    return BuiltinProvider(ai.model_name)
+
+
+def _cache(settings: Settings, bus: EventBus, clock: Clock) -> ResponseCache | None:
+    if not settings.cache.enabled or settings.cache.max_entries == 0 or settings.cache.ttl == 0:
+        return None
+    if settings.redis.url:
+        return RedisCache(settings.redis.url, ttl=settings.cache.ttl)
+    holder: list[MemoryCache] = []
+
+    def on_evict(count: int) -> None:
+        bus.emit(CacheEvicted(count=count, entries=holder[0].entries if holder else 0))
+
+    cache = MemoryCache(settings.cache.max_entries, settings.cache.ttl, clock, on_evict)
+    holder.append(cache)
+    return cache
+
+
+def build_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    registry: CollectorRegistry | None = None,
+    provider: AIProvider | None = None,
+) -> FastAPI:
+    """The chatwatch ASGI app; parts start in its lifespan."""
+    clock = clock or SystemClock()
+    registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+    secrets = resolve_secrets(settings)
+    bus = EventBus()
+    db = Database(settings.database_url)
+    store = ChatStore(db)
+    ai_provider = provider or _provider(settings)
+    cache = _cache(settings, bus, clock)
+    consultant = Consultant(
+        ai_provider,
+        cache,
+        PriceBook(settings.ai.prices),
+        bus,
+        clock,
+        model=settings.ai.model_name,
+        timeout=settings.ai.timeout + 1.0,
+    )
+    hub = Hub(bus, clock, settings.limits.connections_per_ip)
+    services = Services(
+        settings=settings,
+        clock=clock,
+        bus=bus,
+        db=db,
+        store=store,
+        auth=Authenticator(secrets.jwt_secret, secrets.admin_token, clock),
+        hub=hub,
+        chat=ChatDeps(
+            bus=bus,
+            clock=clock,
+            hub=hub,
+            store=store,
+            consultant=consultant,
+            max_message_bytes=settings.limits.max_message_bytes,
+            messages_per_minute=settings.limits.messages_per_minute,
+            max_context_messages=settings.ai.max_context_messages,
+            system_prompt=settings.ai.system_prompt,
+        ),
+    )
+    services.extras["registry"] = registry
+    services.extras["secrets"] = secrets
+    background: list[asyncio.Task[Any]] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await db.migrate()
+        try:
+            yield
+        finally:
+            # Sockets are drained by the server's shutdown hook before we get here.
+            await hub.shutdown(settings.server.shutdown_grace)
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await ai_provider.aclose()
+            if cache is not None:
+                await cache.aclose()
+            await db.dispose()
+
+    app = FastAPI(
+        title="chatwatch",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.services = services
+    _install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(auth_api.router)
+    app.include_router(chat_history.router)
+    app.include_router(chat_ws.router)
+    admin = [Depends(require_admin)]
+
+    @app.post("/api/v1/admin/chat/broadcast", dependencies=admin, tags=["admin"])
+    async def broadcast(request: Request) -> JSONResponse:
+        """Send a notice to every connected visitor."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"detail": "body must be JSON"}, status_code=400)
+        text = body.get("message") if isinstance(body, dict) else None
+        if not isinstance(text, str) or not text.strip() or len(text) > 4096:
+            return JSONResponse(
+                {"detail": "field 'message' must be a non-empty string of at most 4096 chars"},
+                status_code=400,
+            )
+        sent = await hub.broadcast({"type": "broadcast", "message": text})
+        return JSONResponse({"recipients": sent})
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        """The minimal chat page."""
+        page = resources.files("chatwatch.web").joinpath("index.html").read_text()
+        return HTMLResponse(page)
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every client error is a 4xx JSON body with a reason; every other a logged 500."""
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        reasons = []
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "body"))
+            reasons.append(f"{where}: {e.get('msg')}")
+        return JSONResponse({"detail": "; ".join(reasons) or "bad request"}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )

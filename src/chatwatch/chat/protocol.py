@@ -1,0 +1,146 @@
+"""The WebSocket frames of SPEC §4: parsing client frames, building server frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from chatwatch.correlation import valid_correlation_id
+
+__all__ = [
+    "QUICK_ACTIONS",
+    "ClientMessage",
+    "Ping",
+    "ProtocolError",
+    "QuickAction",
+    "encode",
+    "error_frame",
+    "parse_frame",
+]
+
+QUICK_ACTIONS = ("pricing", "services", "book_consultation", "talk_to_human", "contact")
+MAX_ID_CHARS = 64
+
+ErrorCode = Literal[
+    "invalid_json", "invalid_frame", "message_too_large", "rate_limited", "ai_unavailable", "internal"
+]
+
+
+class ProtocolError(Exception):
+    """A client frame that cannot be accepted; becomes an ``error`` frame."""
+
+    def __init__(self, code: ErrorCode, message: str, reply_to: str | None = None) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.message = message
+        self.reply_to = reply_to
+
+
+@dataclass(frozen=True, slots=True)
+class ClientMessage:
+    id: str
+    content: str
+    correlation_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QuickAction:
+    id: str
+    action: str
+    correlation_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+ClientFrame = ClientMessage | QuickAction | Ping
+
+
+def parse_frame(raw: str | bytes, max_message_bytes: int) -> ClientFrame:
+    """Validate one client frame; raise ProtocolError with the SPEC error code."""
+    if isinstance(raw, bytes):
+        raise ProtocolError("invalid_frame", "binary frames are not accepted; send JSON text")
+    if len(raw) > max_message_bytes * 4 + 1024:
+        # Cheap guard before parsing: a frame this large cannot hold a valid message.
+        raise ProtocolError("message_too_large", f"frame exceeds {max_message_bytes} bytes")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise ProtocolError("invalid_json", f"frame is not valid JSON: {err.msg}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("invalid_frame", "a frame must be a JSON object")
+    kind = data.get("type")
+    raw_id = data.get("id")
+    reply_to = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_ID_CHARS else None
+    if kind == "ping":
+        return Ping()
+    if kind not in ("message", "quick_action"):
+        shown = kind if isinstance(kind, str) and len(kind) <= 32 else "?"
+        raise ProtocolError(
+            "invalid_frame",
+            f"unknown frame type {shown!r}; expected message, quick_action or ping",
+            reply_to,
+        )
+    if not isinstance(raw_id, str) or not raw_id:
+        raise ProtocolError("invalid_frame", "field 'id' must be a non-empty string")
+    if len(raw_id) > MAX_ID_CHARS:
+        raise ProtocolError("invalid_frame", f"field 'id' is longer than {MAX_ID_CHARS} chars")
+    corr = data.get("correlation_id")
+    if corr is not None and not valid_correlation_id(corr):
+        raise ProtocolError(
+            "invalid_frame", "field 'correlation_id' must be 1-64 chars of [A-Za-z0-9._-]", raw_id
+        )
+    if kind == "quick_action":
+        action = data.get("action")
+        if not isinstance(action, str) or action not in QUICK_ACTIONS:
+            raise ProtocolError(
+                "invalid_frame",
+                "field 'action' must be one of: " + ", ".join(QUICK_ACTIONS),
+                raw_id,
+            )
+        return QuickAction(id=raw_id, action=action, correlation_id=corr)
+    content = data.get("content")
+    if not isinstance(content, str):
+        raise ProtocolError("invalid_frame", "field 'content' must be a string", raw_id)
+    size = len(content.encode("utf-8", "surrogatepass"))
+    if size > max_message_bytes:
+        raise ProtocolError(
+            "message_too_large",
+            f"content is {size} bytes; the limit is {max_message_bytes}",
+            raw_id,
+        )
+    if not content.strip():
+        raise ProtocolError("invalid_frame", "field 'content' must not be empty", raw_id)
+    if "\x00" in content:
+        raise ProtocolError("invalid_frame", "field 'content' must not contain NUL", raw_id)
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError(
+            "invalid_frame", "field 'content' holds invalid unicode (lone surrogate)", raw_id
+        ) from None
+    return ClientMessage(id=raw_id, content=content, correlation_id=corr)
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """Serialise a server frame."""
+    return orjson.dumps(frame).decode()
+
+
+def error_frame(
+    code: str, message: str, correlation_id: str, reply_to: str | None = None
+) -> dict[str, Any]:
+    """An ``error`` frame."""
+    frame: dict[str, Any] = {
+        "type": "error",
+        "code": code,
+        "message": message,
+        "correlation_id": correlation_id,
+    }
+    if reply_to is not None:
+        frame["reply_to"] = reply_to
+    return frame

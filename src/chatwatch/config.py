@@ -1,0 +1,377 @@
+"""Settings: one object built from a TOML file and ``CHATWATCH_<SECTION>__<KEY>`` variables.
+
+Precedence, highest first: keyword arguments (tests), environment, TOML file, defaults.
+Unknown keys anywhere are errors, so a typo stops start-up instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = [
+    "AIPrice",
+    "AISettings",
+    "AlertChannelSettings",
+    "AlertRuleSettings",
+    "AlertsSettings",
+    "AuthSettings",
+    "CacheSettings",
+    "ConfigError",
+    "DatabaseSettings",
+    "LimitsSettings",
+    "LoggingSettings",
+    "MetricsSettings",
+    "RedisSettings",
+    "ServerSettings",
+    "Settings",
+    "load_settings",
+    "parse_duration",
+]
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d|w))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message names the offending key."""
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Parse a Prometheus-style duration (``30s``, ``5m``, ``1h30m``) or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a string like '30s' or a number of seconds")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    text = value.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    if not _DURATION.fullmatch(text):
+        raise ValueError(f"{value!r} is not a duration like '30s', '5m' or '1h'")
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    data_dir: Path = Path("./var")
+    workers: int = Field(1, ge=1, le=64)
+    shutdown_grace: float = Field(10.0, ge=0, description="seconds in-flight replies may finish")
+
+
+class DatabaseSettings(_Section):
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return v
+
+
+class RedisSettings(_Section):
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return v
+
+
+class AuthSettings(_Section):
+    jwt_secret: str | None = Field(None, min_length=16)
+    admin_token: str | None = Field(None, min_length=16)
+    guest_login: bool = True
+    token_ttl: float = Field(86400.0, gt=0, description="lifetime of guest tokens, seconds")
+
+    @field_validator("token_ttl", mode="before")
+    @classmethod
+    def _ttl(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class AIPrice(_Section):
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
+class AISettings(_Section):
+    provider: Literal["builtin", "openai"] = "builtin"
+    base_url: str | None = None
+    api_key: str | None = None
+    model: str | None = None
+    timeout: float = Field(30.0, gt=0)
+    first_byte_timeout: float | None = Field(None, gt=0)
+    max_context_messages: int = Field(20, ge=1, le=500)
+    system_prompt: str = (
+        "You are the AI consultant of a small consultancy. Answer briefly and helpfully; "
+        "offer a human hand-off when unsure."
+    )
+    prices: dict[str, AIPrice] = Field(default_factory=dict)
+
+    @field_validator("timeout", "first_byte_timeout", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> Any:
+        return None if v is None else parse_duration(v)
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> AISettings:
+        if self.provider == "openai":
+            if not self.base_url:
+                raise ValueError("ai.base_url is required when ai.provider = 'openai'")
+            if not self.base_url.startswith(("http://", "https://")):
+                raise ValueError("ai.base_url must be an http:// or https:// URL")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        """The model that replies are attributed to."""
+        if self.model:
+            return self.model
+        return "chatwatch-consultant" if self.provider == "builtin" else "gpt-4o-mini"
+
+
+class CacheSettings(_Section):
+    enabled: bool = True
+    ttl: float = Field(3600.0, ge=0)
+    max_entries: int = Field(10000, ge=0)
+
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _ttl(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class LimitsSettings(_Section):
+    max_message_bytes: int = Field(16384, ge=1, le=1_048_576)
+    messages_per_minute: int = Field(60, ge=1)
+    connections_per_ip: int = Field(50, ge=1)
+    max_frame_bytes: int | None = Field(
+        None, ge=1024, description="WebSocket frames above this close the socket (1009)"
+    )
+
+    @property
+    def frame_limit(self) -> int:
+        """Protocol-level frame cap: generous over the content limit so that
+        moderately oversized messages get a ``message_too_large`` frame, not a close."""
+        return self.max_frame_bytes or max(1_048_576 + 4096, self.max_message_bytes * 4)
+
+
+class MetricsSettings(_Section):
+    history_interval: float = Field(60.0, gt=0)
+    history_retention: float = Field(7 * 86400.0, gt=0)
+    window: float = Field(300.0, gt=0)
+    token: str | None = None
+
+    @field_validator("history_interval", "history_retention", "window", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: Literal["json", "console"] = "json"
+    retention_days: float = Field(7.0, gt=0)
+    log_content: bool = False
+    store: bool = True
+    queue_size: int = Field(10000, ge=1)
+    batch_size: int = Field(500, ge=1)
+    slow_response_seconds: float = Field(5.0, gt=0)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+
+Severity = Literal["low", "medium", "high", "critical"]
+AlertType = Literal["error", "performance", "security", "connection", "ai", "system"]
+
+
+class AlertRuleSettings(_Section):
+    name: str = Field(min_length=1, max_length=128)
+    signal: str
+    op: Literal[">", ">=", "<", "<="]
+    threshold: float
+    for_: str = Field("0s", alias="for")
+    severity: Severity = "medium"
+    type: AlertType = "system"
+    summary: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    cooldown: str = "15m"
+    channels: list[str] | None = None
+    enabled: bool = True
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("for_", "cooldown")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+class AlertChannelSettings(_Section):
+    name: str = Field(min_length=1)
+    kind: Literal["webhook", "slack", "teams", "email"]
+    url: str | None = None
+    secret: str | None = None
+    severities: list[Severity] | None = None
+    types: list[AlertType] | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    from_addr: str | None = Field(None, alias="from")
+    to: list[str] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _needs_target(self) -> AlertChannelSettings:
+        if self.kind in ("webhook", "slack", "teams") and not self.url:
+            raise ValueError(f"channel {self.name!r} of kind {self.kind} needs a url")
+        if self.kind == "email" and not (self.smtp_host and self.from_addr and self.to):
+            raise ValueError(f"email channel {self.name!r} needs smtp_host, from and to")
+        return self
+
+
+class AlertsSettings(_Section):
+    enabled: bool = True
+    evaluation_interval: float = Field(15.0, gt=0)
+    default_rules: bool = True
+    rules: list[AlertRuleSettings] = Field(default_factory=list)
+    channels: list[AlertChannelSettings] = Field(default_factory=list)
+
+    @field_validator("evaluation_interval", mode="before")
+    @classmethod
+    def _interval(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class Settings(BaseSettings):
+    """All of chatwatch's configuration, validated once at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CHATWATCH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    ai: AISettings = Field(default_factory=AISettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _CONFIG_FILE.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @property
+    def database_url(self) -> str:
+        """The configured database URL, or SQLite under the data directory."""
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.server.data_dir.resolve() / 'chatwatch.db'}"
+
+
+# pydantic-settings reads the TOML path from the class, so it is passed through this slot.
+_CONFIG_FILE: dict[str, Path | None] = {"path": None}
+
+_ENV_KEY = re.compile(r"^CHATWATCH_([A-Z0-9_]+)$")
+
+
+def _unknown_env_keys(env: dict[str, str]) -> list[str]:
+    """Env variables with our prefix that name no setting (pydantic-settings ignores them)."""
+    unknown = []
+    sections = Settings.model_fields
+    for name in env:
+        m = _ENV_KEY.match(name.upper())
+        if not m or name.upper() == "CHATWATCH_CONFIG":
+            continue
+        parts = m.group(1).lower().split("__")
+        section = sections.get(parts[0])
+        if section is None or len(parts) < 2:
+            unknown.append(name)
+            continue
+        model = section.annotation
+        fields = getattr(model, "model_fields", {})
+        aliases = {f.alias for f in fields.values() if f.alias}
+        if parts[1] not in fields and parts[1] not in aliases:
+            unknown.append(name)
+    return unknown
+
+
+def _describe(err: ValidationError, config_file: Path | None) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        lines.append(f"  {loc}: {e['msg']}")
+    where = f" (file {config_file}, then CHATWATCH_* variables)" if config_file else ""
+    return "invalid configuration" + where + ":\n" + "\n".join(lines)
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build Settings from the TOML file (argument or ``CHATWATCH_CONFIG``) and the environment.
+
+    Raises ConfigError naming every bad or unknown key.
+    """
+    path_text = config_file if config_file is not None else os.environ.get("CHATWATCH_CONFIG")
+    path = Path(path_text) if path_text else None
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    unknown = _unknown_env_keys(dict(os.environ))
+    if unknown:
+        raise ConfigError(
+            "unknown configuration variable(s): " + ", ".join(sorted(unknown))
+            + " (expected CHATWATCH_<SECTION>__<KEY>, e.g. CHATWATCH_SERVER__PORT)"
+        )
+    _CONFIG_FILE["path"] = path
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, path)) from None
+    except ValueError as err:  # TOML syntax errors surface as ValueError subclasses
+        raise ConfigError(f"cannot read config file {path}: {err}") from None
+    finally:
+        _CONFIG_FILE["path"] = None

@@ -1,0 +1,325 @@
+"""What happened in the chat service, said once, heard by metrics, logs and security.
+
+The chat side builds one frozen event per fact and calls ``EventBus.emit``. Listeners
+are plain synchronous callables run in the emitter's context (so correlation
+contextvars are visible to them); a listener must be cheap and must not block: anything
+slow (database writes, notifications) goes onto a queue of its own. A listener that
+raises is reported to ``on_listener_error`` and never breaks the chat.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+__all__ = [
+    "AIRequestCompleted",
+    "AIRequestFailed",
+    "AIRequestStarted",
+    "AIUnpriced",
+    "BroadcastSent",
+    "CacheEvicted",
+    "CacheLookup",
+    "ConnectionClosed",
+    "ConnectionFailed",
+    "ConnectionOpened",
+    "ErrorOccurred",
+    "Event",
+    "EventBus",
+    "FeatureUsed",
+    "FrameRejected",
+    "MessageProcessed",
+    "MessageReceived",
+    "MessageSent",
+    "QuickActionUsed",
+    "ResponseCompleted",
+    "SecurityEvent",
+    "SessionEnded",
+    "SessionStarted",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every event; ``name`` is the log event name (``connection.opened`` …)."""
+
+    name = "event"
+
+
+# --- connections ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOpened(Event):
+    connection_id: str
+    user_id: str
+    session_id: str
+    client_ip: str
+    user_agent: str
+    resumed: bool
+    name = "connection.opened"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed(Event):
+    connection_id: str
+    user_id: str
+    session_id: str
+    reason: str  # client_closed | server_shutdown | error | protocol_error
+    code: int
+    duration_s: float
+    messages: int
+    name = "connection.closed"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFailed(Event):
+    """A WebSocket upgrade that was refused or broke before ``connected`` was sent."""
+
+    reason: str  # auth_missing | auth_invalid | auth_expired | forbidden_session |
+    #             too_many_connections | shutting_down | internal
+    client_ip: str
+    user_agent: str
+    status: int  # HTTP status or close code given to the client
+    name = "connection.failed"
+
+
+# --- messages ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived(Event):
+    """A client frame that parsed and validated (``type`` is message/quick_action/ping)."""
+
+    type: str
+    connection_id: str
+    session_id: str
+    user_id: str
+    correlation_id: str | None
+    size_bytes: int
+    name = "message.received"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSent(Event):
+    """A frame sent to a client (``type`` is the frame type)."""
+
+    type: str
+    connection_id: str
+    correlation_id: str | None
+    name = "message.sent"
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRejected(Event):
+    """A client frame answered with an ``error`` frame (code per SPEC §4)."""
+
+    code: str  # invalid_json | invalid_frame | message_too_large | rate_limited
+    connection_id: str
+    user_id: str
+    correlation_id: str | None
+    detail: str
+    size_bytes: int
+    name = "message.rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageProcessed(Event):
+    """One accepted client frame fully handled (stored, replied or failed)."""
+
+    type: str
+    correlation_id: str | None
+    duration_s: float
+    ok: bool
+    name = "message.processed"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCompleted(Event):
+    """User message → full reply delivered (what the user waited)."""
+
+    correlation_id: str
+    session_id: str
+    duration_s: float
+    cached: bool
+    name = "message.replied"
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastSent(Event):
+    recipients: int
+    name = "message.broadcast"
+
+
+# --- AI ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AIRequestStarted(Event):
+    provider: str
+    model: str
+    correlation_id: str
+    context_messages: int
+    name = "ai.request.started"
+
+
+@dataclass(frozen=True, slots=True)
+class AIRequestCompleted(Event):
+    provider: str
+    model: str  # as reported by the upstream (may be any string: cap before labelling)
+    correlation_id: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    priced: bool
+    duration_s: float
+    time_to_first_token_s: float | None
+    cached: bool
+    estimated_usage: bool
+    name = "ai.request.completed"
+
+
+@dataclass(frozen=True, slots=True)
+class AIRequestFailed(Event):
+    provider: str
+    model: str
+    correlation_id: str
+    outcome: str  # timeout | error
+    error_type: str
+    detail: str
+    duration_s: float
+    name = "ai.request.failed"
+
+
+@dataclass(frozen=True, slots=True)
+class AIUnpriced(Event):
+    """An AI call whose model has no known price: its cost was counted as 0."""
+
+    provider: str
+    model: str
+    first_time: bool  # first unpriced call for this model since start (log once)
+    name = "ai.request.unpriced"
+
+
+# --- cache ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CacheLookup(Event):
+    hit: bool
+    entries: int
+    name = "cache.lookup"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEvicted(Event):
+    count: int
+    entries: int
+    name = "cache.evicted"
+
+
+# --- users and sessions --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStarted(Event):
+    session_id: str
+    user_id: str
+    resumed: bool
+    name = "session.started"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded(Event):
+    """The last connection on a session closed."""
+
+    session_id: str
+    user_id: str
+    duration_s: float
+    messages: int
+    name = "session.ended"
+
+
+@dataclass(frozen=True, slots=True)
+class QuickActionUsed(Event):
+    action: str
+    correlation_id: str
+    name = "message.quick_action"
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureUsed(Event):
+    feature: str  # resume | quick_action | history | guest_login | ping | handoff
+    name = "feature.used"
+
+
+# --- errors and security -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorOccurred(Event):
+    """An error by SPEC §7 type: authentication, authorization, validation, system,
+    timeout, rate_limit, ai_provider."""
+
+    type: str
+    code: str
+    detail: str
+    correlation_id: str | None = None
+    exception: BaseException | None = field(default=None, compare=False)
+    name = "error.occurred"
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEvent(Event):
+    """auth_failed | admin_denied | rate_limited | oversized_frame | malformed_frame |
+    too_many_connections | forbidden_session."""
+
+    type: str
+    client_ip: str
+    user_agent: str
+    user_id: str | None
+    detail: str
+    name = "security.event"
+
+
+E = TypeVar("E", bound=Event)
+Listener = Callable[[Any], None]
+
+
+class EventBus:
+    """In-process fan-out of events to listeners, by exact event class."""
+
+    def __init__(self, on_listener_error: Callable[[Event, BaseException], None] | None = None):
+        self._listeners: dict[type[Event], list[Listener]] = defaultdict(list)
+        self._all: list[Listener] = []
+        self._on_error = on_listener_error
+
+    def subscribe(self, event_type: type[E], listener: Callable[[E], None]) -> None:
+        """Call ``listener`` for every emitted event of exactly ``event_type``."""
+        self._listeners[event_type].append(listener)
+
+    def subscribe_all(self, listener: Callable[[Event], None]) -> None:
+        """Call ``listener`` for every event."""
+        self._all.append(listener)
+
+    def emit(self, event: Event) -> None:
+        """Deliver ``event`` to its listeners, in subscription order."""
+        for listener in self._listeners.get(type(event), ()):
+            try:
+                listener(event)
+            except Exception as exc:
+                self._report(event, exc)
+        for listener in self._all:
+            try:
+                listener(event)
+            except Exception as exc:
+                self._report(event, exc)
+
+    def _report(self, event: Event, exc: BaseException) -> None:
+        if self._on_error is not None:
+            try:
+                self._on_error(event, exc)
+            except Exception:  # an error reporter must never take the chat down
+                pass

@@ -1,0 +1,32 @@
+"""The running service's parts, built once by ``app.py`` and reached by routers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatwatch.auth import Authenticator
+from chatwatch.chat.connection import ChatDeps
+from chatwatch.chat.hub import Hub
+from chatwatch.clock import Clock
+from chatwatch.config import Settings
+from chatwatch.events import EventBus
+from chatwatch.store.chat_store import ChatStore
+from chatwatch.store.db import Database
+
+__all__ = ["Services"]
+
+
+@dataclass
+class Services:
+    """Everything a request handler may need; one per process."""
+
+    settings: Settings
+    clock: Clock
+    bus: EventBus
+    db: Database
+    store: ChatStore
+    auth: Authenticator
+    hub: Hub
+    chat: ChatDeps
+    extras: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,268 @@
+"""The chatwatch command: serve and token (SPEC §1, §2, §3)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from typer.testing import CliRunner
+
+import chatwatch.server
+from chatwatch.auth import Authenticator
+from chatwatch.cli import app
+from chatwatch.clock import SystemClock
+from chatwatch.config import Settings
+
+CHATWATCH = Path(sys.executable).with_name("chatwatch")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No outside CHATWATCH_* variable applies; the data dir is this test's tmp_path."""
+    for name in list(os.environ):
+        if name.upper().startswith("CHATWATCH_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CHATWATCH_SERVER__DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("NO_COLOR", "1")
+    return tmp_path
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """Replaces the real server: records the settings `serve` would run with, returns 0."""
+    calls: list[Settings] = []
+
+    def fake_run_server(settings: Settings, overrides: dict[str, Any] | None = None) -> int:
+        calls.append(settings)
+        return 0
+
+    monkeypatch.setattr(chatwatch.server, "run_server", fake_run_server)
+    return calls
+
+
+def run(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+def secret_in(data_dir: Path) -> str:
+    return (data_dir / "secret").read_text().strip()
+
+
+# --- help -------------------------------------------------------------------------------
+
+
+def test_serve_help_lists_its_options() -> None:
+    """`serve --help` exits 0 and documents --host, --port, --workers and --config."""
+    result = run("serve", "--help")
+    assert (
+        result.exit_code,
+        [opt in result.output for opt in ("--host", "--port", "--workers", "--config")],
+    ) == (0, [True] * 4)
+
+
+def test_token_help_lists_its_options() -> None:
+    """`token --help` exits 0 and documents --user, --admin and --ttl."""
+    result = run("token", "--help")
+    assert (
+        result.exit_code,
+        [opt in result.output for opt in ("--user", "--admin", "--ttl")],
+    ) == (0, [True] * 3)
+
+
+@pytest.mark.parametrize("command", ["serve", "token"])
+def test_installed_script_help_works(command: str) -> None:
+    """The installed `chatwatch` script answers `<command> --help` with exit code 0."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("CHATWATCH_")}
+    done = subprocess.run(
+        [str(CHATWATCH), command, "--help"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert (done.returncode, "Usage" in done.stdout) == (0, True)
+
+
+# --- token ------------------------------------------------------------------------------
+
+
+def test_token_verifies_with_the_secret_in_the_data_dir(clean_env: Path) -> None:
+    """`token --user alice` prints a user JWT that verifies with <data_dir>/secret."""
+    result = run("token", "--user", "alice")
+    token = result.stdout.strip()
+    principal = Authenticator(secret_in(clean_env), "unused-admin-token-xyz", SystemClock()).verify(
+        token
+    )
+    assert (result.exit_code, principal.user_id, principal.role) == (0, "alice", "user")
+
+
+def test_token_admin_flag_gives_role_admin(clean_env: Path) -> None:
+    """`token --user ops --admin` prints a JWT with role admin."""
+    result = run("token", "--user", "ops", "--admin")
+    claims = jwt.decode(result.stdout.strip(), secret_in(clean_env), algorithms=["HS256"])
+    assert (result.exit_code, claims["sub"], claims["role"]) == (0, "ops", "admin")
+
+
+def test_token_ttl_sets_the_lifetime(clean_env: Path) -> None:
+    """`--ttl 2h` makes exp - iat exactly 7200 s; the default is 1 h."""
+    two_hours = run("token", "--user", "alice", "--ttl", "2h").stdout.strip()
+    default = run("token", "--user", "alice").stdout.strip()
+    secret = secret_in(clean_env)
+    spans = [
+        (c["exp"] - c["iat"])
+        for c in (jwt.decode(t, secret, algorithms=["HS256"]) for t in (two_hours, default))
+    ]
+    assert spans == [7200, 3600]
+
+
+def test_token_uses_the_configured_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With CHATWATCH_AUTH__JWT_SECRET set, the token is signed with that secret."""
+    secret = "configured-secret-" + "z" * 30
+    monkeypatch.setenv("CHATWATCH_AUTH__JWT_SECRET", secret)
+    result = run("token", "--user", "alice")
+    claims = jwt.decode(result.stdout.strip(), secret, algorithms=["HS256"])
+    assert (result.exit_code, claims["sub"]) == (0, "alice")
+
+
+def test_tokens_keep_verifying_across_invocations(clean_env: Path) -> None:
+    """Two runs reuse one stored secret: both tokens verify with the file's secret."""
+    first = run("token", "--user", "a").stdout.strip()
+    second = run("token", "--user", "b").stdout.strip()
+    secret = secret_in(clean_env)
+    assert [jwt.decode(t, secret, algorithms=["HS256"])["sub"] for t in (first, second)] == [
+        "a",
+        "b",
+    ]
+
+
+@pytest.mark.parametrize("ttl", ["1x", "abc", "-5m", ""])
+def test_bad_ttl_fails_with_exit_2_and_a_message(ttl: str) -> None:
+    """--ttl 1x / abc / -5m / empty exits 2, names --ttl, and prints no token."""
+    result = run("token", "--user", "alice", "--ttl", ttl)
+    assert (result.exit_code, "--ttl" in result.stderr, result.stdout) == (2, True, "")
+
+
+def test_zero_ttl_fails() -> None:
+    """--ttl 0s (already expired) exits 2 with a message about --ttl."""
+    result = run("token", "--user", "alice", "--ttl", "0s")
+    assert (result.exit_code, "--ttl" in result.stderr) == (2, True)
+
+
+@pytest.mark.parametrize("user", ["", "u" * 65])
+def test_bad_user_fails(user: str) -> None:
+    """An empty or 65-char --user exits 2 naming --user, printing no token."""
+    result = run("token", "--user", user)
+    assert (result.exit_code, "--user" in result.stderr, result.stdout) == (2, True, "")
+
+
+def test_token_without_user_fails() -> None:
+    """`token` without --user is a usage error (exit 2)."""
+    assert run("token").exit_code == 2
+
+
+def test_token_with_bad_config_fails_naming_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`token` refuses to mint under a misspelt CHATWATCH_AUTH__JWT_SECRT and names it."""
+    monkeypatch.setenv("CHATWATCH_AUTH__JWT_SECRT", "x" * 32)
+    result = run("token", "--user", "alice")
+    assert (
+        result.exit_code,
+        "CHATWATCH_AUTH__JWT_SECRT" in result.stderr,
+        result.stdout,
+    ) == (2, True, "")
+
+
+# --- serve ------------------------------------------------------------------------------
+
+
+def test_serve_runs_the_server_with_env_settings(
+    served: list[Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Control case: with valid settings `serve` reaches the server with CHATWATCH_* applied."""
+    monkeypatch.setenv("CHATWATCH_SERVER__PORT", "9100")
+    result = run("serve")
+    assert (result.exit_code, [s.server.port for s in served]) == (0, [9100])
+
+
+def test_serve_flags_beat_env(served: list[Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve --port 9200 --host 0.0.0.0` wins over CHATWATCH_SERVER__PORT=9100."""
+    monkeypatch.setenv("CHATWATCH_SERVER__PORT", "9100")
+    result = run("serve", "--port", "9200", "--host", "0.0.0.0")
+    assert (
+        result.exit_code,
+        [(s.server.host, s.server.port) for s in served],
+    ) == (0, [("0.0.0.0", 9200)])
+
+
+def test_serve_prints_the_generated_admin_token_once(
+    served: list[Settings], clean_env: Path
+) -> None:
+    """The first `serve` prints the admin token it generated; the second does not print it."""
+    first = run("serve")
+    token = (clean_env / "admin_token").read_text().strip()
+    second = run("serve")
+    assert (token in first.stderr, token in second.stderr) == (True, False)
+
+
+def test_unknown_env_key_stops_serve_before_starting(
+    served: list[Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CHATWATCH_SERVER__PORTT=1 makes `serve` exit non-zero naming it; no server is started."""
+    monkeypatch.setenv("CHATWATCH_SERVER__PORTT", "1")
+    result = run("serve")
+    assert (
+        result.exit_code != 0,
+        "CHATWATCH_SERVER__PORTT" in result.output,
+        served,
+    ) == (True, True, [])
+
+
+def test_bad_env_value_stops_serve(served: list[Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    """CHATWATCH_SERVER__PORT=abc makes `serve` exit non-zero naming server.port."""
+    monkeypatch.setenv("CHATWATCH_SERVER__PORT", "abc")
+    result = run("serve")
+    assert (result.exit_code != 0, "server.port" in result.output, served) == (True, True, [])
+
+
+def test_bad_toml_value_stops_serve(served: list[Settings], tmp_path: Path) -> None:
+    """A config file with port = "abc" makes `serve --config` exit non-zero naming server.port."""
+    config = tmp_path / "bad.toml"
+    config.write_text('[server]\nport = "abc"\n')
+    result = run("serve", "--config", str(config))
+    assert (result.exit_code != 0, "server.port" in result.output, served) == (True, True, [])
+
+
+def test_unknown_toml_key_stops_serve(served: list[Settings], tmp_path: Path) -> None:
+    """A config file with [limits] max_messsage_bytes (typo) names the key and starts nothing."""
+    config = tmp_path / "typo.toml"
+    config.write_text("[limits]\nmax_messsage_bytes = 10\n")
+    result = run("serve", "--config", str(config))
+    assert (
+        result.exit_code != 0,
+        "limits.max_messsage_bytes" in result.output,
+        served,
+    ) == (True, True, [])
+
+
+def test_missing_config_file_stops_serve(served: list[Settings], tmp_path: Path) -> None:
+    """`serve --config missing.toml` exits non-zero naming the file."""
+    missing = tmp_path / "missing.toml"
+    result = run("serve", "--config", str(missing))
+    assert (result.exit_code != 0, str(missing) in result.output, served) == (True, True, [])
+
+
+def test_out_of_range_port_flag_stops_serve(served: list[Settings]) -> None:
+    """`serve --port 70000` exits non-zero naming port, without starting."""
+    result = run("serve", "--port", "70000")
+    assert (result.exit_code != 0, "port" in result.output, served) == (True, True, [])
+
+
+def test_real_process_exits_on_unknown_key_without_serving(clean_env: Path) -> None:
+    """The installed script with CHATWATCH_SERVER__PORTT=1 exits non-zero promptly, naming it."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("CHATWATCH_")}
+    env.update(CHATWATCH_SERVER__DATA_DIR=str(clean_env), CHATWATCH_SERVER__PORTT="1")
+    done = subprocess.run(
+        [str(CHATWATCH), "serve"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert (done.returncode != 0, "CHATWATCH_SERVER__PORTT" in done.stderr) == (True, True)

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from chatwatch.app import build_app
 from chatwatch.clock import Clock
 from chatwatch.config import Settings
-from chatwatch.server import ChatwatchServer
+from chatwatch.server import ChatwatchServer, install_log_filters
 from chatwatch.services import Services
 from tests.fakes.openai_upstream import fake_openai  # noqa: F401 - re-exported fixture
 
@@ -69,6 +69,7 @@ async def run_live_server(
     settings: Settings, *, clock: Clock | None = None, registry: CollectorRegistry | None = None
 ) -> AsyncIterator[LiveServer]:
     """Serve ``settings`` in this event loop until the block ends."""
+    install_log_filters()
     app = build_app(settings, clock=clock, registry=registry)
     config = uvicorn.Config(
         app,

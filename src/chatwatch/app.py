@@ -137,6 +137,11 @@ def build_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await db.migrate()
+        if settings.ai.provider == "builtin":
+            from chatwatch.chat import tokens
+
+            # Loading the BPE vocabulary takes ~0.3 s: pay it at start, not on a visitor's reply.
+            await asyncio.to_thread(tokens.warm_up)
         try:
             yield
         finally:

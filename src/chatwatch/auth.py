@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import math
+import os
 import secrets
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
@@ -24,7 +26,7 @@ __all__ = [
 Role = Literal["user", "admin"]
 
 
-class AuthFailure(str, Enum):
+class AuthFailure(StrEnum):
     """Why a credential was refused (also the security event detail)."""
 
     MISSING = "auth_missing"
@@ -66,7 +68,7 @@ class Authenticator:
     def mint(self, user_id: str, role: Role = "user", ttl: float = 86400.0) -> str:
         """A signed HS256 JWT for ``user_id``."""
         now = int(self._clock.time())
-        claims = {"sub": user_id, "role": role, "iat": now, "exp": now + int(ttl)}
+        claims = {"sub": user_id, "role": role, "iat": now, "exp": now + math.ceil(ttl)}
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def verify(self, credential: str | None) -> Principal:
@@ -81,14 +83,24 @@ class Authenticator:
                 credential,
                 self._secret,
                 algorithms=["HS256"],
-                options={"require": ["sub", "exp"], "verify_exp": False},
+                options={
+                    "require": ["sub", "exp"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
         except jwt.InvalidTokenError as err:
             raise AuthError(AuthFailure.INVALID, f"invalid token: {err}") from None
         # Expiry is checked against the injected clock so tests need not sleep.
         exp = claims.get("exp")
-        if not isinstance(exp, int | float) or exp <= self._clock.time():
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            raise AuthError(AuthFailure.INVALID, "invalid token: exp is not a number")
+        if exp <= self._clock.time():
             raise AuthError(AuthFailure.EXPIRED, "token expired")
+        nbf = claims.get("nbf")
+        if isinstance(nbf, int | float) and nbf > self._clock.time() + 30:
+            raise AuthError(AuthFailure.INVALID, "token not valid yet")
         sub, role = claims.get("sub"), claims.get("role", "user")
         if not isinstance(sub, str) or not sub or len(sub) > 64:
             raise AuthError(AuthFailure.INVALID, "invalid token: bad sub claim")
@@ -108,18 +120,37 @@ def bearer(authorization: str | None) -> str | None:
 
 
 def load_or_create_secret(path: Path, nbytes: int = 32) -> tuple[str, bool]:
-    """The secret kept in ``path``, creating it (mode 0600) if missing; (secret, created)."""
-    if path.exists():
-        value = path.read_text().strip()
-        if value:
-            return value, False
+    """The secret kept in ``path``, creating it (mode 0600) if missing or empty; (secret, created).
+
+    The new secret is written to a private temporary file first and then linked into
+    place, so no reader ever sees a partial or world-readable secret, and two workers
+    starting together agree on one secret.
+    """
+    existing = _read_secret(path)
+    if existing:
+        return existing, False
     path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(nbytes)
-    # O_EXCL so that two workers starting together cannot both write a different secret.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with path.open("x") as fh:
+        with os.fdopen(fd, "w") as fh:
             fh.write(value + "\n")
-        path.chmod(0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            existing = _read_secret(path)
+            if existing:
+                return existing, False
+            # An empty file (a crash between create and write) must not become the secret.
+            os.replace(tmp, path)
         return value, True
-    except FileExistsError:
-        return path.read_text().strip(), False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_secret(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""

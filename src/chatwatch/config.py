@@ -6,6 +6,7 @@ Unknown keys anywhere are errors, so a typo stops start-up instead of being igno
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -53,6 +54,8 @@ def parse_duration(value: str | float | int) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration is a string like '30s' or a number of seconds")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("a duration must be finite")
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)
@@ -363,7 +366,8 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     unknown = _unknown_env_keys(dict(os.environ))
     if unknown:
         raise ConfigError(
-            "unknown configuration variable(s): " + ", ".join(sorted(unknown))
+            "unknown configuration variable(s): "
+            + ", ".join(sorted(unknown))
             + " (expected CHATWATCH_<SECTION>__<KEY>, e.g. CHATWATCH_SERVER__PORT)"
         )
     _CONFIG_FILE["path"] = path

@@ -9,6 +9,7 @@ raises is reported to ``on_listener_error`` and never breaks the chat.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -319,7 +320,6 @@ class EventBus:
 
     def _report(self, event: Event, exc: BaseException) -> None:
         if self._on_error is not None:
-            try:
+            # An error reporter must never take the chat down.
+            with contextlib.suppress(Exception):
                 self._on_error(event, exc)
-            except Exception:  # an error reporter must never take the chat down
-                pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from typing import Any
@@ -11,7 +12,26 @@ from fastapi import FastAPI
 
 from chatwatch.config import Settings, load_settings
 
-__all__ = ["ChatwatchServer", "create_app", "run_server"]
+__all__ = ["ChatwatchServer", "create_app", "install_log_filters", "run_server"]
+
+
+class _DenialNoiseFilter(logging.Filter):
+    """Drops uvicorn's false alarm after a handshake refused with an HTTP response.
+
+    uvicorn's sans-I/O WebSocket protocol logs "returned without completing handshake"
+    even when the app sent a ``websocket.http.response`` (a 401/403/429 denial); it sends
+    nothing more in that case, so the record is noise that would page an operator.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "without completing handshake" not in record.getMessage()
+
+
+def install_log_filters() -> None:
+    """Install chatwatch's filters on uvicorn's loggers (idempotent)."""
+    log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _DenialNoiseFilter) for f in log.filters):
+        log.addFilter(_DenialNoiseFilter())
 
 
 def _find_services(app: Any) -> Any:
@@ -48,6 +68,7 @@ def create_app() -> FastAPI:
     """App factory for worker processes: settings from CHATWATCH_CONFIG and the environment."""
     from chatwatch.app import build_app
 
+    install_log_filters()
     return build_app(load_settings())
 
 
@@ -65,6 +86,7 @@ def _uvicorn_kwargs(settings: Settings) -> dict[str, Any]:
 
 def run_server(settings: Settings, overrides: dict[str, Any] | None = None) -> int:
     """Serve until stopped; returns the process exit code."""
+    install_log_filters()
     workers = settings.server.workers
     kwargs = _uvicorn_kwargs(settings)
     if workers <= 1:
@@ -78,13 +100,43 @@ def run_server(settings: Settings, overrides: dict[str, Any] | None = None) -> i
     for key, value in (overrides or {}).items():
         if value is not None:
             os.environ[f"CHATWATCH_SERVER__{key.upper()}"] = str(value)
+    import asyncio
+
     from chatwatch.observe.multiprocess import prepare_multiprocess
+    from chatwatch.store.db import Database
+
+    async def migrate_once() -> None:
+        db = Database(settings.database_url)
+        try:
+            await db.migrate()
+        finally:
+            await db.dispose()
+
+    asyncio.run(migrate_once())
 
     prepare_multiprocess(settings.server.data_dir.resolve() / "prometheus")
-    from uvicorn.supervisors import Multiprocess
+    from uvicorn.supervisors import multiprocess
 
+    # uvicorn's supervisor builds a plain Server in each worker; ours drains the chat on
+    # SIGTERM, so the supervisor is pointed at a Process that builds ChatwatchServer.
+    multiprocess.Process = _ChatwatchProcess  # type: ignore[misc]
     config = uvicorn.Config("chatwatch.server:create_app", factory=True, workers=workers, **kwargs)
-    server = ChatwatchServer(config)
     sock = config.bind_socket()
-    Multiprocess(config, target=server.run, sockets=[sock]).run()
+    multiprocess.Multiprocess(config, sockets=[sock]).run()
     return 0
+
+
+def _process_class() -> type[Any]:
+    from uvicorn.supervisors.multiprocess import Process
+
+    class ChatwatchProcess(Process):
+        @property
+        def server(self) -> uvicorn.Server:
+            if self._server is None:
+                self._server = ChatwatchServer(config=self.config)
+            return self._server
+
+    return ChatwatchProcess
+
+
+_ChatwatchProcess = _process_class()

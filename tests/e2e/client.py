@@ -24,17 +24,17 @@ class ChatClient:
         """Send a frame (a dict is JSON-encoded; str/bytes go as they are)."""
         await self.ws.send(json.dumps(frame) if isinstance(frame, dict) else frame)
 
-    async def recv(self, timeout: float = 10.0) -> dict[str, Any]:
-        """The next frame."""
-        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+    async def recv(self, wait: float = 10.0) -> dict[str, Any]:
+        """The next frame, waiting ``wait`` seconds at most."""
+        raw = await asyncio.wait_for(self.ws.recv(), wait)
         frame: dict[str, Any] = json.loads(raw)
         return frame
 
-    async def until(self, *types: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+    async def until(self, *types: str, wait: float = 10.0) -> list[dict[str, Any]]:
         """Frames up to and including the first of one of ``types``."""
         frames = []
         while True:
-            frame = await self.recv(timeout)
+            frame = await self.recv(wait)
             frames.append(frame)
             if frame["type"] in types:
                 return frames

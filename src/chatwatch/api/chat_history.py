@@ -32,8 +32,13 @@ async def session_messages(
     if session is None:
         raise HTTPException(status_code=404, detail="no such session")
     if session.user_id != principal.user_id and not principal.is_admin:
-        _security(request, "forbidden_session", "session of another user", "authorization",
-                  principal.user_id)
+        _security(
+            request,
+            "forbidden_session",
+            "session of another user",
+            "authorization",
+            principal.user_id,
+        )
         raise HTTPException(status_code=403, detail="this session belongs to another user")
     items = await services.store.list_messages(session_id, after=after, limit=limit)
     services.bus.emit(FeatureUsed(feature="history"))

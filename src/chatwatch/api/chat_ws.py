@@ -11,7 +11,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from chatwatch.auth import AuthError, Principal, bearer
 from chatwatch.chat.connection import ChatConnection, ClientGone
-from chatwatch.chat.hub import HubEntry
+from chatwatch.chat.hub import HubEntry, Reservation
 from chatwatch.chat.providers.base import ChatTurn
 from chatwatch.correlation import new_id
 from chatwatch.events import (
@@ -41,7 +41,9 @@ class _Refused(Exception):
 
 async def _refuse(ws: WebSocket, services: Services, ip: str, ua: str, err: _Refused) -> None:
     """Refuse the upgrade with an HTTP status when the server can, else a 44xx close."""
-    services.bus.emit(ConnectionFailed(reason=err.reason, client_ip=ip, user_agent=ua, status=err.status))
+    services.bus.emit(
+        ConnectionFailed(reason=err.reason, client_ip=ip, user_agent=ua, status=err.status)
+    )
     if "websocket.http.response" in ws.scope.get("extensions", {}):
         await ws.send_denial_response(
             JSONResponse({"error": err.reason, "detail": err.message}, status_code=err.status)
@@ -56,11 +58,17 @@ def _authenticate(ws: WebSocket, services: Services, ip: str, ua: str) -> Princi
         return services.auth.verify(token)
     except AuthError as err:
         services.bus.emit(
-            SecurityEvent(type="auth_failed", client_ip=ip, user_agent=ua, user_id=None,
-                          detail=f"{err.failure.value} on /ws/chat")
+            SecurityEvent(
+                type="auth_failed",
+                client_ip=ip,
+                user_agent=ua,
+                user_id=None,
+                detail=f"{err.failure.value} on /ws/chat",
+            )
         )
-        services.bus.emit(ErrorOccurred(type="authentication", code=err.failure.value,
-                                        detail=err.detail))
+        services.bus.emit(
+            ErrorOccurred(type="authentication", code=err.failure.value, detail=err.detail)
+        )
         raise _Refused(401, 4401, err.failure.value, err.detail) from None
 
 
@@ -74,17 +82,33 @@ async def _open_session(
         if session is not None:
             if session.user_id != principal.user_id:
                 services.bus.emit(
-                    SecurityEvent(type="forbidden_session", client_ip=ip, user_agent=ua,
-                                  user_id=principal.user_id, detail="resume of another user's session")
+                    SecurityEvent(
+                        type="forbidden_session",
+                        client_ip=ip,
+                        user_agent=ua,
+                        user_id=principal.user_id,
+                        detail="resume of another user's session",
+                    )
                 )
-                services.bus.emit(ErrorOccurred(type="authorization", code="forbidden_session",
-                                                detail="session of another user"))
-                raise _Refused(403, 4403, "forbidden_session", "this session belongs to another user")
+                services.bus.emit(
+                    ErrorOccurred(
+                        type="authorization",
+                        code="forbidden_session",
+                        detail="session of another user",
+                    )
+                )
+                raise _Refused(
+                    403, 4403, "forbidden_session", "this session belongs to another user"
+                )
             await services.store.touch_session(session.id, now)
             recent = await services.store.recent_messages(
                 session.id, services.chat.max_context_messages
             )
-            history = [ChatTurn(m.role, m.content) for m in recent if m.role in ("user", "assistant")]  # type: ignore[arg-type]
+            history = [
+                ChatTurn("user" if m.role == "user" else "assistant", m.content)
+                for m in recent
+                if m.role in ("user", "assistant")
+            ]
             services.bus.emit(FeatureUsed(feature="resume"))
             return session.id, True, history
     session_id = new_id("s-")
@@ -101,25 +125,45 @@ async def chat_socket(ws: WebSocket) -> None:
     ua = ws.headers.get("user-agent", "")[:256]
     hub = services.hub
     if hub.draining:
-        await _refuse(ws, services, ip, ua, _Refused(503, 1012, "shutting_down", "server is restarting"))
+        await _refuse(
+            ws, services, ip, ua, _Refused(503, 1012, "shutting_down", "server is restarting")
+        )
         return
     try:
         principal = _authenticate(ws, services, ip, ua)
     except _Refused as err:
         await _refuse(ws, services, ip, ua, err)
         return
-    if not hub.reserve(ip):
+    reservation = hub.reserve(ip)
+    if reservation is None:
         services.bus.emit(
-            SecurityEvent(type="too_many_connections", client_ip=ip, user_agent=ua,
-                          user_id=principal.user_id, detail=f"over {services.settings.limits.connections_per_ip} sockets")
+            SecurityEvent(
+                type="too_many_connections",
+                client_ip=ip,
+                user_agent=ua,
+                user_id=principal.user_id,
+                detail=f"over {services.settings.limits.connections_per_ip} sockets",
+            )
         )
-        services.bus.emit(ErrorOccurred(type="rate_limit", code="too_many_connections",
-                                        detail="per-IP connection limit"))
-        await _refuse(ws, services, ip, ua, _Refused(
-            429, 4429, "too_many_connections",
-            f"more than {services.settings.limits.connections_per_ip} connections from this address"))
+        services.bus.emit(
+            ErrorOccurred(
+                type="rate_limit", code="too_many_connections", detail="per-IP connection limit"
+            )
+        )
+        await _refuse(
+            ws,
+            services,
+            ip,
+            ua,
+            _Refused(
+                429,
+                4429,
+                "too_many_connections",
+                f"more than {services.settings.limits.connections_per_ip} connections "
+                "from this address",
+            ),
+        )
         return
-    registered = False
     try:
         try:
             session_id, resumed, history = await _open_session(
@@ -129,15 +173,21 @@ async def chat_socket(ws: WebSocket) -> None:
             await _refuse(ws, services, ip, ua, err)
             return
         except Exception as err:
-            services.bus.emit(ErrorOccurred(type="system", code="internal",
-                                            detail="could not open the session", exception=err))
-            await _refuse(ws, services, ip, ua, _Refused(503, 1011, "internal", "store unavailable"))
+            services.bus.emit(
+                ErrorOccurred(
+                    type="system",
+                    code="internal",
+                    detail="could not open the session",
+                    exception=err,
+                )
+            )
+            await _refuse(
+                ws, services, ip, ua, _Refused(503, 1011, "internal", "store unavailable")
+            )
             return
-        await _serve(ws, services, principal, session_id, resumed, history, ip, ua)
-        registered = True
+        await _serve(ws, services, principal, session_id, resumed, history, ip, ua, reservation)
     finally:
-        if not registered:
-            hub.release_reservation(ip)
+        hub.release(reservation)
 
 
 async def _serve(
@@ -149,18 +199,30 @@ async def _serve(
     history: list[ChatTurn],
     ip: str,
     ua: str,
+    reservation: Reservation,
 ) -> None:
     connection_id = new_id("c-")
-    bind_connection(connection_id=connection_id, user_id=principal.user_id,
-                    session_id=session_id, client_ip=ip, user_agent=ua)
+    bind_connection(
+        connection_id=connection_id,
+        user_id=principal.user_id,
+        session_id=session_id,
+        client_ip=ip,
+        user_agent=ua,
+    )
     await ws.accept()
 
     async def send_text(text: str) -> None:
         await ws.send_text(text)
 
     conn = ChatConnection(
-        services.chat, connection_id=connection_id, user_id=principal.user_id,
-        session_id=session_id, client_ip=ip, user_agent=ua, history=history, send_text=send_text,
+        services.chat,
+        connection_id=connection_id,
+        user_id=principal.user_id,
+        session_id=session_id,
+        client_ip=ip,
+        user_agent=ua,
+        history=history,
+        send_text=send_text,
     )
     close_state: dict[str, Any] = {"reason": "client_closed", "code": 1000}
 
@@ -182,32 +244,61 @@ async def _serve(
         return bytes(message.get("bytes") or b"")
 
     services.hub.register(
-        HubEntry(connection_id=connection_id, user_id=principal.user_id, session_id=session_id,
-                 client_ip=ip, send=conn.send, close=close, drain=conn.drain, busy=conn.busy),
+        HubEntry(
+            connection_id=connection_id,
+            user_id=principal.user_id,
+            session_id=session_id,
+            client_ip=ip,
+            send=conn.send,
+            close=close,
+            drain=conn.drain,
+            busy=conn.busy,
+        ),
+        reservation,
         resumed=resumed,
     )
     started = services.clock.monotonic()
-    services.bus.emit(ConnectionOpened(connection_id=connection_id, user_id=principal.user_id,
-                                       session_id=session_id, client_ip=ip, user_agent=ua,
-                                       resumed=resumed))
+    services.bus.emit(
+        ConnectionOpened(
+            connection_id=connection_id,
+            user_id=principal.user_id,
+            session_id=session_id,
+            client_ip=ip,
+            user_agent=ua,
+            resumed=resumed,
+        )
+    )
     try:
-        await conn.send({"type": "connected", "connection_id": connection_id,
-                         "session_id": session_id, "user_id": principal.user_id,
-                         "resumed": resumed})
+        await conn.send(
+            {
+                "type": "connected",
+                "connection_id": connection_id,
+                "session_id": session_id,
+                "user_id": principal.user_id,
+                "resumed": resumed,
+            }
+        )
         await conn.run(receive)
     except (ClientGone, WebSocketDisconnect):
         pass
     except Exception as err:
         close_state.update(reason="error", code=1011)
-        services.bus.emit(ErrorOccurred(type="system", code="internal",
-                                        detail="connection failed", exception=err))
+        services.bus.emit(
+            ErrorOccurred(type="system", code="internal", detail="connection failed", exception=err)
+        )
         with contextlib.suppress(Exception):
             await ws.close(code=1011)
     finally:
         await conn.stop()
         services.hub.unregister(connection_id)
-        services.bus.emit(ConnectionClosed(connection_id=connection_id, user_id=principal.user_id,
-                                           session_id=session_id, reason=close_state["reason"],
-                                           code=int(close_state["code"]),
-                                           duration_s=services.clock.monotonic() - started,
-                                           messages=conn.messages))
+        services.bus.emit(
+            ConnectionClosed(
+                connection_id=connection_id,
+                user_id=principal.user_id,
+                session_id=session_id,
+                reason=close_state["reason"],
+                code=int(close_state["code"]),
+                duration_s=services.clock.monotonic() - started,
+                messages=conn.messages,
+            )
+        )

@@ -43,7 +43,9 @@ def _explain(err: AuthError) -> str:
     return "the token is not valid"
 
 
-def _security(request: Request, kind: str, detail: str, error_type: str, user: str | None = None) -> None:
+def _security(
+    request: Request, kind: str, detail: str, error_type: str, user: str | None = None
+) -> None:
     bus = get_services(request).bus
     bus.emit(
         SecurityEvent(
@@ -66,6 +68,8 @@ def require_admin(request: Request) -> Principal:
     """An admin: the admin token or an admin-role JWT (401 without credentials, 403 for users)."""
     principal = _authenticate(request)
     if not principal.is_admin:
-        _security(request, "admin_denied", "admin role required", "authorization", principal.user_id)
+        _security(
+            request, "admin_denied", "admin role required", "authorization", principal.user_id
+        )
         raise HTTPException(status_code=403, detail="admin role required")
     return principal

@@ -101,9 +101,7 @@ class ChatConnection:
         self._send_lock = asyncio.Lock()
         self._context: deque[ChatTurn] = deque(history, maxlen=deps.max_context_messages)
         self._bucket = TokenBucket(deps.messages_per_minute, deps.clock)
-        self._queue: asyncio.Queue[tuple[ClientMessage | QuickAction, str, float]] = (
-            asyncio.Queue()
-        )
+        self._queue: asyncio.Queue[tuple[ClientMessage | QuickAction, str, float]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._in_flight: tuple[str, str] | None = None  # (client id, correlation id)
         self.messages = 0
@@ -259,13 +257,17 @@ class ChatConnection:
         quick_action = frame.action if isinstance(frame, QuickAction) else None
         content = frame.content if isinstance(frame, ClientMessage) else f"[{frame.action}]"
         try:
-            await d.store.add_message(
-                session_id=self.session_id,
-                role="user",
-                client_id=frame.id,
-                correlation_id=correlation_id,
-                content=content,
-                now=d.clock.time(),
+            # Shielded: a cancelled handler (client gone, shutdown) must not abandon a write
+            # half-way or leak the pooled connection it holds.
+            await asyncio.shield(
+                d.store.add_message(
+                    session_id=self.session_id,
+                    role="user",
+                    client_id=frame.id,
+                    correlation_id=correlation_id,
+                    content=content,
+                    now=d.clock.time(),
+                )
             )
         except Exception as err:
             d.bus.emit(
@@ -319,17 +321,19 @@ class ChatConnection:
     async def _finish(self, reply_to: str, correlation_id: str, reply: Reply, t0: float) -> None:
         d = self._d
         self._context.append(ChatTurn("assistant", reply.content))
-        await d.store.add_message(
-            session_id=self.session_id,
-            role="assistant",
-            correlation_id=correlation_id,
-            content=reply.content,
-            now=d.clock.time(),
-            model=reply.model,
-            input_tokens=reply.input_tokens,
-            output_tokens=reply.output_tokens,
-            cost_usd=reply.cost_usd,
-            cached=reply.cached,
+        await asyncio.shield(
+            d.store.add_message(
+                session_id=self.session_id,
+                role="assistant",
+                correlation_id=correlation_id,
+                content=reply.content,
+                now=d.clock.time(),
+                model=reply.model,
+                input_tokens=reply.input_tokens,
+                output_tokens=reply.output_tokens,
+                cost_usd=reply.cost_usd,
+                cached=reply.cached,
+            )
         )
         if reply.handoff:
             d.bus.emit(FeatureUsed(feature="handoff"))

@@ -135,7 +135,10 @@ class Consultant:
         request = AIRequest(
             turns=turns,
             correlation_id=correlation_id,
-            headers={"X-Correlation-ID": correlation_id, "traceparent": traceparent(correlation_id)},
+            headers={
+                "X-Correlation-ID": correlation_id,
+                "traceparent": traceparent(correlation_id),
+            },
             quick_action=quick_action,
         )
         first_token: float | None = None
@@ -187,7 +190,9 @@ class Consultant:
             first = completion.model not in self._unpriced_seen
             if first and len(self._unpriced_seen) < 1000:
                 self._unpriced_seen.add(completion.model)
-            self._bus.emit(AIUnpriced(provider=provider.name, model=completion.model, first_time=first))
+            self._bus.emit(
+                AIUnpriced(provider=provider.name, model=completion.model, first_time=first)
+            )
         self._bus.emit(
             AIRequestCompleted(
                 provider=provider.name,

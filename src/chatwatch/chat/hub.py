@@ -11,10 +11,18 @@ from typing import Any
 from chatwatch.clock import Clock
 from chatwatch.events import BroadcastSent, EventBus, SessionEnded, SessionStarted
 
-__all__ = ["Hub", "HubEntry", "SessionLive"]
+__all__ = ["Hub", "HubEntry", "Reservation", "SessionLive"]
 
 SendFn = Callable[[dict[str, Any]], Awaitable[None]]
 CloseFn = Callable[[int, str], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Reservation:
+    """A connection slot held for one handshake."""
+
+    client_ip: str
+    released: bool = False
 
 
 @dataclass(slots=True)
@@ -70,22 +78,26 @@ class Hub:
         """Distinct users with an open connection."""
         return len({e.user_id for e in self._entries.values()})
 
-    def reserve(self, client_ip: str) -> bool:
-        """Hold a connection slot for ``client_ip`` during the handshake; False if over limit."""
+    def reserve(self, client_ip: str) -> Reservation | None:
+        """Hold a connection slot for ``client_ip`` during the handshake; None if over limit."""
         if self._per_ip[client_ip] + self._reserved[client_ip] >= self._per_ip_limit:
-            return False
+            return None
         self._reserved[client_ip] += 1
-        return True
+        return Reservation(client_ip)
 
-    def release_reservation(self, client_ip: str) -> None:
-        """Give back a slot whose handshake did not complete."""
-        self._reserved[client_ip] -= 1
-        if self._reserved[client_ip] <= 0:
-            del self._reserved[client_ip]
+    def release(self, reservation: Reservation) -> None:
+        """Give back a slot (idempotent: a consumed or released reservation is a no-op)."""
+        if reservation.released:
+            return
+        reservation.released = True
+        ip = reservation.client_ip
+        self._reserved[ip] -= 1
+        if self._reserved[ip] <= 0:
+            del self._reserved[ip]
 
-    def register(self, entry: HubEntry, resumed: bool) -> None:
-        """Add a connection whose reservation is now an open socket."""
-        self.release_reservation(entry.client_ip)
+    def register(self, entry: HubEntry, reservation: Reservation, resumed: bool) -> None:
+        """Turn a reservation into an open connection."""
+        self.release(reservation)
         self._entries[entry.connection_id] = entry
         self._per_ip[entry.client_ip] += 1
         live = self._sessions.get(entry.session_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,7 +25,12 @@ QUICK_ACTIONS = ("pricing", "services", "book_consultation", "talk_to_human", "c
 MAX_ID_CHARS = 64
 
 ErrorCode = Literal[
-    "invalid_json", "invalid_frame", "message_too_large", "rate_limited", "ai_unavailable", "internal"
+    "invalid_json",
+    "invalid_frame",
+    "message_too_large",
+    "rate_limited",
+    "ai_unavailable",
+    "internal",
 ]
 
 
@@ -70,7 +76,11 @@ def parse_frame(raw: str | bytes, max_message_bytes: int) -> ClientFrame:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as err:
-        raise ProtocolError("invalid_json", f"frame is not valid JSON: {err.msg}") from None
+        if "surrogate" not in err.msg:
+            raise ProtocolError("invalid_json", f"frame is not valid JSON: {err.msg}") from None
+        # orjson refuses "\\ud800" escapes, which JSON allows; parse them so that the
+        # content check below can answer with reply_to instead of a bare invalid_json.
+        data = _loads_with_surrogates(raw)
     if not isinstance(data, dict):
         raise ProtocolError("invalid_frame", "a frame must be a JSON object")
     kind = data.get("type")
@@ -124,6 +134,17 @@ def parse_frame(raw: str | bytes, max_message_bytes: int) -> ClientFrame:
             "invalid_frame", "field 'content' holds invalid unicode (lone surrogate)", raw_id
         ) from None
     return ClientMessage(id=raw_id, content=content, correlation_id=corr)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads_with_surrogates(raw: str) -> Any:
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except ValueError as err:
+        raise ProtocolError("invalid_json", f"frame is not valid JSON: {err}") from None
 
 
 def encode(frame: dict[str, Any]) -> str:

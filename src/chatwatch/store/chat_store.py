@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from chatwatch.store.db import Database
 from chatwatch.store.tables import messages, sessions, users
@@ -62,19 +64,24 @@ class ChatStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    def _insert_user(self, user_id: str, kind: str, now: float) -> Any:
+        # ON CONFLICT DO NOTHING: two sockets of a new user may arrive at the same moment.
+        make = pg_insert if self._db.dialect == "postgresql" else sqlite_insert
+        return (
+            make(users)
+            .values(id=user_id, kind=kind, created_at=now)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+
     async def ensure_user(self, user_id: str, kind: str, now: float) -> None:
         """Record a user the first time it is seen."""
         async with self._db.engine.begin() as conn:
-            found = await conn.scalar(select(users.c.id).where(users.c.id == user_id))
-            if found is None:
-                await conn.execute(insert(users).values(id=user_id, kind=kind, created_at=now))
+            await conn.execute(self._insert_user(user_id, kind, now))
 
     async def create_session(self, session_id: str, user_id: str, kind: str, now: float) -> None:
         """Create a session (and its user, if new)."""
         async with self._db.engine.begin() as conn:
-            found = await conn.scalar(select(users.c.id).where(users.c.id == user_id))
-            if found is None:
-                await conn.execute(insert(users).values(id=user_id, kind=kind, created_at=now))
+            await conn.execute(self._insert_user(user_id, kind, now))
             await conn.execute(
                 insert(sessions).values(
                     id=session_id, user_id=user_id, created_at=now, last_seen_at=now
@@ -84,9 +91,7 @@ class ChatStore:
     async def get_session(self, session_id: str) -> StoredSession | None:
         """The session with this id, if any."""
         async with self._db.engine.connect() as conn:
-            row = (
-                await conn.execute(select(sessions).where(sessions.c.id == session_id))
-            ).first()
+            row = (await conn.execute(select(sessions).where(sessions.c.id == session_id))).first()
         return None if row is None else StoredSession(*row)
 
     async def touch_session(self, session_id: str, now: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 __all__ = ["Database"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_LOCK_KEY = 0x63686174  # "chat": the advisory lock every replica's migration takes
+_MIGRATION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class Database:
@@ -39,13 +44,20 @@ class Database:
 
     async def migrate(self) -> None:
         """Apply every Alembic migration not yet applied."""
-        async with self.engine.begin() as conn:
+        # Alembic keeps its migration context in module globals: one migration at a time
+        # per process. Across processes, PostgreSQL serialises with an advisory lock and
+        # SQLite with its write lock (the CLI also migrates once before forking workers).
+        loop = asyncio.get_running_loop()
+        lock = _MIGRATION_LOCKS.setdefault(loop, asyncio.Lock())
+        async with lock, self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
             await conn.run_sync(_upgrade)
 
-    async def ping(self, timeout: float = 2.0) -> bool:
-        """True when the database answers a trivial query within ``timeout`` seconds."""
+    async def ping(self, limit: float = 2.0) -> bool:
+        """True when the database answers a trivial query within ``limit`` seconds."""
         try:
-            async with asyncio.timeout(timeout), self.engine.connect() as conn:
+            async with asyncio.timeout(limit), self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
             return True
         except Exception:

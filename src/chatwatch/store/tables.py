@@ -40,7 +40,9 @@ messages = Table(
     "messages",
     metadata,
     # An integer key that grows with time keeps history reads in insertion order for free.
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("session_id", String(64), ForeignKey("sessions.id"), nullable=False),
     Column("role", String(16), nullable=False),  # user | assistant | system
     Column("client_id", String(64), nullable=True),  # the client's message id
@@ -58,7 +60,9 @@ messages = Table(
 metrics_history = Table(
     "metrics_history",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("timestamp", Float, nullable=False, index=True),
     Column("data", Text, nullable=False),  # the headline figures as JSON
 )

@@ -9,6 +9,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.supervisors.multiprocess import Process
 
 from chatwatch.config import Settings, load_settings
 
@@ -126,17 +127,12 @@ def run_server(settings: Settings, overrides: dict[str, Any] | None = None) -> i
     return 0
 
 
-def _process_class() -> type[Any]:
-    from uvicorn.supervisors.multiprocess import Process
+class _ChatwatchProcess(Process):
+    """A uvicorn worker process whose server is a ChatwatchServer."""
 
-    class ChatwatchProcess(Process):
-        @property
-        def server(self) -> uvicorn.Server:
-            if self._server is None:
-                self._server = ChatwatchServer(config=self.config)
-            return self._server
-
-    return ChatwatchProcess
-
-
-_ChatwatchProcess = _process_class()
+    @property
+    def server(self) -> uvicorn.Server:
+        """The worker's server, built on first use (in the child)."""
+        if self._server is None:
+            self._server = ChatwatchServer(config=self.config)
+        return self._server

@@ -1,0 +1,5 @@
+"""``python -m chatwatch``: the same as the ``chatwatch`` command."""
+
+from chatwatch.cli import main
+
+main()

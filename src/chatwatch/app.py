@@ -18,6 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatwatch.api import auth as auth_api
 from chatwatch.api import chat_history, chat_ws, health
+from chatwatch.api.admin_logs import build_admin_logs_router
+from chatwatch.api.correlation import CorrelationMiddleware
 from chatwatch.api.deps import require_admin
 from chatwatch.auth import Authenticator, load_or_create_secret
 from chatwatch.chat.cache import MemoryCache, RedisCache, ResponseCache
@@ -28,7 +30,11 @@ from chatwatch.chat.pricing import PriceBook
 from chatwatch.chat.providers.base import AIProvider
 from chatwatch.clock import Clock, SystemClock
 from chatwatch.config import Settings
-from chatwatch.events import CacheEvicted, EventBus
+from chatwatch.events import CacheEvicted, Event, EventBus
+from chatwatch.observe.log_events import EventLogger
+from chatwatch.observe.logs import LogMetrics, configure_logging, get_logger
+from chatwatch.observe.logstore import LogStore
+from chatwatch.observe.security import SecurityMonitor
 from chatwatch.services import Services
 from chatwatch.store.chat_store import ChatStore
 from chatwatch.store.db import Database
@@ -90,13 +96,46 @@ def build_app(
     clock: Clock | None = None,
     registry: CollectorRegistry | None = None,
     provider: AIProvider | None = None,
-) -> FastAPI:
-    """The chatwatch ASGI app; parts start in its lifespan."""
+) -> CorrelationMiddleware:
+    """The chatwatch ASGI app (FastAPI behind the correlation middleware); parts start in
+    its lifespan. Attributes of the FastAPI app (``state``…) are reachable on the result."""
     clock = clock or SystemClock()
     registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
     secrets = resolve_secrets(settings)
-    bus = EventBus()
     db = Database(settings.database_url)
+
+    # Logging first, so that everything built below logs in the final shape.
+    log_metrics = LogMetrics(registry)
+    logstore = LogStore(
+        db,
+        clock,
+        queue_size=settings.logging.queue_size,
+        batch_size=settings.logging.batch_size,
+        retention_days=settings.logging.retention_days,
+        metrics=log_metrics,
+    )
+    configure_logging(
+        settings.logging,
+        sink=logstore.submit if settings.logging.store else None,
+        metrics=log_metrics,
+        clock=clock,
+        secrets=(
+            secrets.admin_token,
+            secrets.jwt_secret,
+            settings.ai.api_key,
+            settings.metrics.token,
+            *(c.secret for c in settings.alerts.channels),
+            *(c.password for c in settings.alerts.channels),
+        ),
+    )
+    listener_log = get_logger("events")
+
+    def on_listener_error(event: Event, exc: BaseException) -> None:
+        listener_log.error("error.listener", listener_event=event.name, exc_info=exc)
+
+    bus = EventBus(on_listener_error=on_listener_error)
+    EventLogger(settings.logging).attach(bus)
+    security = SecurityMonitor(bus, clock)
     store = ChatStore(db)
     ai_provider = provider or _provider(settings)
     cache = _cache(settings, bus, clock)
@@ -130,13 +169,13 @@ def build_app(
             system_prompt=settings.ai.system_prompt,
         ),
     )
-    services.extras["registry"] = registry
-    services.extras["secrets"] = secrets
+    services.extras.update(registry=registry, secrets=secrets, logstore=logstore, security=security)
     background: list[asyncio.Task[Any]] = []
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await db.migrate()
+        await logstore.start()
         if settings.ai.provider == "builtin":
             from chatwatch.chat import tokens
 
@@ -155,6 +194,7 @@ def build_app(
             await ai_provider.aclose()
             if cache is not None:
                 await cache.aclose()
+            await logstore.close()
             await db.dispose()
 
     app = FastAPI(
@@ -172,6 +212,9 @@ def build_app(
     app.include_router(chat_history.router)
     app.include_router(chat_ws.router)
     admin = [Depends(require_admin)]
+    app.include_router(
+        build_admin_logs_router(logstore), prefix="/api/v1/admin/chat", dependencies=admin
+    )
 
     @app.post("/api/v1/admin/chat/broadcast", dependencies=admin, tags=["admin"])
     async def broadcast(request: Request) -> JSONResponse:
@@ -195,7 +238,7 @@ def build_app(
         page = resources.files("chatwatch.web").joinpath("index.html").read_text()
         return HTMLResponse(page)
 
-    return app
+    return CorrelationMiddleware(app)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

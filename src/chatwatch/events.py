@@ -23,6 +23,7 @@ __all__ = [
     "BroadcastSent",
     "CacheEvicted",
     "CacheLookup",
+    "CacheStored",
     "ConnectionClosed",
     "ConnectionFailed",
     "ConnectionOpened",
@@ -100,6 +101,7 @@ class MessageReceived(Event):
     user_id: str
     correlation_id: str | None
     size_bytes: int
+    content: str | None = None  # logged only when logging.log_content is on
     name = "message.received"
 
 
@@ -323,3 +325,14 @@ class EventBus:
             # An error reporter must never take the chat down.
             with contextlib.suppress(Exception):
                 self._on_error(event, exc)
+
+
+# --- appended by the metrics work (issue 3) ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStored(Event):
+    """A reply was stored in the AI response cache; ``entries`` is the count after it."""
+
+    entries: int
+    name = "cache.stored"

@@ -8,7 +8,7 @@ import socket
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 from uvicorn.supervisors.multiprocess import Process
 
 from chatwatch.config import Settings, load_settings
@@ -65,7 +65,7 @@ class ChatwatchServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def create_app() -> FastAPI:
+def create_app() -> ASGIApp:
     """App factory for worker processes: settings from CHATWATCH_CONFIG and the environment."""
     from chatwatch.app import build_app
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from chatwatch.api.deps import _security, get_services, require_user
+from chatwatch.api.deps import get_services, report_request_incident, require_user
 from chatwatch.auth import Principal
 from chatwatch.events import FeatureUsed
 from chatwatch.services import Services
@@ -32,7 +32,7 @@ async def session_messages(
     if session is None:
         raise HTTPException(status_code=404, detail="no such session")
     if session.user_id != principal.user_id and not principal.is_admin:
-        _security(
+        report_request_incident(
             request,
             "forbidden_session",
             "session of another user",

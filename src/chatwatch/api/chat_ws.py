@@ -9,6 +9,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from chatwatch.api.incidents import report_incident
 from chatwatch.auth import AuthError, Principal, bearer
 from chatwatch.chat.connection import ChatConnection, ClientGone
 from chatwatch.chat.hub import HubEntry, Reservation
@@ -20,9 +21,8 @@ from chatwatch.events import (
     ConnectionOpened,
     ErrorOccurred,
     FeatureUsed,
-    SecurityEvent,
 )
-from chatwatch.observe.context import bind_connection
+from chatwatch.observe.context import bind_connection, bind_message, current_correlation_id
 from chatwatch.services import Services
 
 __all__ = ["router"]
@@ -57,17 +57,15 @@ def _authenticate(ws: WebSocket, services: Services, ip: str, ua: str) -> Princi
     try:
         return services.auth.verify(token)
     except AuthError as err:
-        services.bus.emit(
-            SecurityEvent(
-                type="auth_failed",
-                client_ip=ip,
-                user_agent=ua,
-                user_id=None,
-                detail=f"{err.failure.value} on /ws/chat",
-            )
-        )
-        services.bus.emit(
-            ErrorOccurred(type="authentication", code=err.failure.value, detail=err.detail)
+        report_incident(
+            services.bus,
+            kind="auth_failed",
+            error_type="authentication",
+            code=err.failure.value,
+            client_ip=ip,
+            user_agent=ua,
+            user_id=None,
+            detail=f"{err.failure.value} on /ws/chat: {err.detail}",
         )
         raise _Refused(401, 4401, err.failure.value, err.detail) from None
 
@@ -81,21 +79,14 @@ async def _open_session(
         session = await services.store.get_session(requested) if len(requested) <= 64 else None
         if session is not None:
             if session.user_id != principal.user_id:
-                services.bus.emit(
-                    SecurityEvent(
-                        type="forbidden_session",
-                        client_ip=ip,
-                        user_agent=ua,
-                        user_id=principal.user_id,
-                        detail="resume of another user's session",
-                    )
-                )
-                services.bus.emit(
-                    ErrorOccurred(
-                        type="authorization",
-                        code="forbidden_session",
-                        detail="session of another user",
-                    )
+                report_incident(
+                    services.bus,
+                    kind="forbidden_session",
+                    error_type="authorization",
+                    client_ip=ip,
+                    user_agent=ua,
+                    user_id=principal.user_id,
+                    detail="resume of another user's session",
                 )
                 raise _Refused(
                     403, 4403, "forbidden_session", "this session belongs to another user"
@@ -136,19 +127,14 @@ async def chat_socket(ws: WebSocket) -> None:
         return
     reservation = hub.reserve(ip)
     if reservation is None:
-        services.bus.emit(
-            SecurityEvent(
-                type="too_many_connections",
-                client_ip=ip,
-                user_agent=ua,
-                user_id=principal.user_id,
-                detail=f"over {services.settings.limits.connections_per_ip} sockets",
-            )
-        )
-        services.bus.emit(
-            ErrorOccurred(
-                type="rate_limit", code="too_many_connections", detail="per-IP connection limit"
-            )
+        report_incident(
+            services.bus,
+            kind="too_many_connections",
+            error_type="rate_limit",
+            client_ip=ip,
+            user_agent=ua,
+            user_id=principal.user_id,
+            detail=f"over {services.settings.limits.connections_per_ip} sockets from one address",
         )
         await _refuse(
             ws,
@@ -202,6 +188,8 @@ async def _serve(
     reservation: Reservation,
 ) -> None:
     connection_id = new_id("c-")
+    # The handshake's correlation id names the connection's own records (opened, closed).
+    connection_correlation = current_correlation_id()
     bind_connection(
         connection_id=connection_id,
         user_id=principal.user_id,
@@ -290,6 +278,8 @@ async def _serve(
             await ws.close(code=1011)
     finally:
         await conn.stop()
+        if connection_correlation is not None:
+            bind_message(connection_correlation)
         services.hub.unregister(connection_id)
         services.bus.emit(
             ConnectionClosed(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import HTTPException, Request
 
+from chatwatch.api.incidents import report_incident
 from chatwatch.auth import AuthError, AuthFailure, Principal, bearer
-from chatwatch.events import ErrorOccurred, SecurityEvent
 from chatwatch.services import Services
 
-__all__ = ["client_ip", "get_services", "require_admin", "require_user"]
+__all__ = ["client_ip", "get_services", "report_request_incident", "require_admin", "require_user"]
 
 
 def get_services(request: Request) -> Services:
@@ -27,7 +27,7 @@ def _authenticate(request: Request) -> Principal:
     try:
         return services.auth.verify(bearer(request.headers.get("authorization")))
     except AuthError as err:
-        _security(request, "auth_failed", err.failure.value, "authentication")
+        report_request_incident(request, "auth_failed", err.failure.value, "authentication")
         raise HTTPException(
             status_code=401,
             detail=_explain(err),
@@ -43,20 +43,19 @@ def _explain(err: AuthError) -> str:
     return "the token is not valid"
 
 
-def _security(
+def report_request_incident(
     request: Request, kind: str, detail: str, error_type: str, user: str | None = None
 ) -> None:
-    bus = get_services(request).bus
-    bus.emit(
-        SecurityEvent(
-            type=kind,
-            client_ip=client_ip(request),
-            user_agent=request.headers.get("user-agent", "")[:256],
-            user_id=user,
-            detail=f"{detail} {request.method} {request.url.path}"[:300],
-        )
+    """Report a refused HTTP request as a security event and an error."""
+    report_incident(
+        get_services(request).bus,
+        kind=kind,
+        error_type=error_type,
+        client_ip=client_ip(request),
+        user_agent=request.headers.get("user-agent", ""),
+        user_id=user,
+        detail=f"{detail} {request.method} {request.url.path}",
     )
-    bus.emit(ErrorOccurred(type=error_type, code=kind, detail=detail))
 
 
 def require_user(request: Request) -> Principal:
@@ -68,7 +67,7 @@ def require_admin(request: Request) -> Principal:
     """An admin: the admin token or an admin-role JWT (401 without credentials, 403 for users)."""
     principal = _authenticate(request)
     if not principal.is_admin:
-        _security(
+        report_request_incident(
             request, "admin_denied", "admin role required", "authorization", principal.user_id
         )
         raise HTTPException(status_code=403, detail="admin role required")

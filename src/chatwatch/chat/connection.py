@@ -165,10 +165,13 @@ class ChatConnection:
         correlation_id = frame.correlation_id or new_correlation_id()
         bind_message(correlation_id)
         kind = "message" if isinstance(frame, ClientMessage) else "quick_action"
-        self._received(kind, correlation_id, size)
+        content = frame.content if isinstance(frame, ClientMessage) else frame.action
+        self._received(kind, correlation_id, size, content)
         self._queue.put_nowait((frame, correlation_id, self._d.clock.monotonic()))
 
-    def _received(self, kind: str, correlation_id: str | None, size: int) -> None:
+    def _received(
+        self, kind: str, correlation_id: str | None, size: int, content: str | None = None
+    ) -> None:
         self._d.bus.emit(
             MessageReceived(
                 type=kind,
@@ -177,6 +180,7 @@ class ChatConnection:
                 user_id=self.user_id,
                 correlation_id=correlation_id,
                 size_bytes=size,
+                content=content,
             )
         )
 

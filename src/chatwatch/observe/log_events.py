@@ -1,0 +1,342 @@
+"""The chat's events as log records: one listener per event type, SPEC §5 families.
+
+Levels: what an operator should look at is a warning or worse (refused connections,
+rejected frames, security events, slow replies, AI failures, server errors); the normal
+trail of a message is info; chatty per-frame records (streamed deltas, pongs, cache
+look-ups) are debug. Components name the subsystem: ``chat``, ``ai``, ``security``,
+``cache``. Durations are ``duration_ms``. Message contents are never logged unless
+``logging.log_content`` is on; their length always is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from chatwatch.config import LoggingSettings
+from chatwatch.events import (
+    AIRequestCompleted,
+    AIRequestFailed,
+    AIRequestStarted,
+    AIUnpriced,
+    BroadcastSent,
+    CacheEvicted,
+    CacheLookup,
+    ConnectionClosed,
+    ConnectionFailed,
+    ConnectionOpened,
+    ErrorOccurred,
+    Event,
+    EventBus,
+    FeatureUsed,
+    FrameRejected,
+    MessageProcessed,
+    MessageReceived,
+    MessageSent,
+    QuickActionUsed,
+    ResponseCompleted,
+    SecurityEvent,
+    SessionEnded,
+    SessionStarted,
+)
+from chatwatch.observe.logs import get_logger
+
+__all__ = ["EventLogger"]
+
+# Client-caused error types: already logged as message.rejected or security.* warnings.
+_CLIENT_ERRORS = frozenset({"authentication", "authorization", "validation", "rate_limit"})
+_QUIET_FRAMES = frozenset({"ai_delta", "pong"})
+_NAME_PART = re.compile(r"[^a-z0-9_]+")
+_MAX_UNPRICED_MODELS = 1000
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 3)
+
+
+def _name(text: str) -> str:
+    """An event-name segment from free text: lower case, ``[a-z0-9_]``, at most 40 chars."""
+    return _NAME_PART.sub("_", text.lower())[:40].strip("_") or "unknown"
+
+
+class EventLogger:
+    """Writes a log record for each chat event."""
+
+    def __init__(self, settings: LoggingSettings) -> None:
+        self.settings = settings
+        self._log = get_logger()
+        self._unpriced: set[tuple[str, str]] = set()
+
+    def attach(self, bus: EventBus) -> None:
+        """Listen to every event type this logger knows."""
+        handlers: dict[type[Event], Callable[[Any], None]] = {
+            ConnectionOpened: self.on_connection_opened,
+            ConnectionClosed: self.on_connection_closed,
+            ConnectionFailed: self.on_connection_failed,
+            MessageReceived: self.on_message_received,
+            MessageSent: self.on_message_sent,
+            FrameRejected: self.on_frame_rejected,
+            MessageProcessed: self.on_message_processed,
+            ResponseCompleted: self.on_response_completed,
+            BroadcastSent: self.on_broadcast,
+            AIRequestStarted: self.on_ai_started,
+            AIRequestCompleted: self.on_ai_completed,
+            AIRequestFailed: self.on_ai_failed,
+            AIUnpriced: self.on_ai_unpriced,
+            CacheLookup: self.on_cache_lookup,
+            CacheEvicted: self.on_cache_evicted,
+            SessionStarted: self.on_session_started,
+            SessionEnded: self.on_session_ended,
+            QuickActionUsed: self.on_quick_action,
+            FeatureUsed: self.on_feature_used,
+            ErrorOccurred: self.on_error,
+            SecurityEvent: self.on_security_event,
+        }
+        for event_type, handler in handlers.items():
+            bus.subscribe(event_type, handler)
+
+    @staticmethod
+    def _cid(correlation_id: str | None) -> dict[str, str]:
+        # The event's own id wins over the one bound in context (they differ only when an
+        # event is emitted outside the message's task).
+        return {"correlation_id": correlation_id} if correlation_id else {}
+
+    # --- connections ---------------------------------------------------------------------
+
+    def on_connection_opened(self, e: ConnectionOpened) -> None:
+        """connection.opened (info)."""
+        self._log.info(
+            e.name,
+            component="chat",
+            connection_id=e.connection_id,
+            user_id=e.user_id,
+            session_id=e.session_id,
+            client_ip=e.client_ip,
+            user_agent=e.user_agent,
+            resumed=e.resumed,
+        )
+
+    def on_connection_closed(self, e: ConnectionClosed) -> None:
+        """connection.closed (info; warning when closed by an error)."""
+        method = self._log.warning if e.reason in ("error", "protocol_error") else self._log.info
+        method(
+            e.name,
+            component="chat",
+            connection_id=e.connection_id,
+            user_id=e.user_id,
+            session_id=e.session_id,
+            reason=e.reason,
+            close_code=e.code,
+            duration_ms=_ms(e.duration_s),
+            messages=e.messages,
+        )
+
+    def on_connection_failed(self, e: ConnectionFailed) -> None:
+        """connection.failed (warning)."""
+        self._log.warning(
+            e.name,
+            component="chat",
+            reason=e.reason,
+            status=e.status,
+            client_ip=e.client_ip,
+            user_agent=e.user_agent,
+        )
+
+    # --- messages ------------------------------------------------------------------------
+
+    def on_message_received(self, e: MessageReceived) -> None:
+        """message.received (info; debug for pings); contents only with log_content."""
+        fields: dict[str, Any] = {
+            "component": "chat",
+            "type": e.type,
+            "connection_id": e.connection_id,
+            "session_id": e.session_id,
+            "user_id": e.user_id,
+            "content_length": e.size_bytes,
+            **self._cid(e.correlation_id),
+        }
+        content = getattr(e, "content", None)
+        if self.settings.log_content and isinstance(content, str):
+            fields["content"] = content
+        (self._log.debug if e.type == "ping" else self._log.info)(e.name, **fields)
+
+    def on_message_sent(self, e: MessageSent) -> None:
+        """message.sent (info; debug for streamed deltas and pongs)."""
+        method = self._log.debug if e.type in _QUIET_FRAMES else self._log.info
+        method(
+            e.name,
+            component="chat",
+            type=e.type,
+            connection_id=e.connection_id,
+            **self._cid(e.correlation_id),
+        )
+
+    def on_frame_rejected(self, e: FrameRejected) -> None:
+        """message.rejected (warning) with the error code SPEC §4 gives the client."""
+        self._log.warning(
+            e.name,
+            component="chat",
+            code=e.code,
+            detail=e.detail,
+            size_bytes=e.size_bytes,
+            connection_id=e.connection_id,
+            user_id=e.user_id,
+            **self._cid(e.correlation_id),
+        )
+
+    def on_message_processed(self, e: MessageProcessed) -> None:
+        """message.processed (info; warning when it failed)."""
+        (self._log.info if e.ok else self._log.warning)(
+            e.name,
+            component="chat",
+            type=e.type,
+            ok=e.ok,
+            duration_ms=_ms(e.duration_s),
+            **self._cid(e.correlation_id),
+        )
+
+    def on_response_completed(self, e: ResponseCompleted) -> None:
+        """message.replied (debug), and performance.slow_response (warning) when slow."""
+        fields = {
+            "component": "chat",
+            "session_id": e.session_id,
+            "duration_ms": _ms(e.duration_s),
+            "cached": e.cached,
+            **self._cid(e.correlation_id),
+        }
+        self._log.debug(e.name, **fields)
+        threshold = self.settings.slow_response_seconds
+        if e.duration_s > threshold:
+            self._log.warning("performance.slow_response", threshold_ms=_ms(threshold), **fields)
+
+    def on_broadcast(self, e: BroadcastSent) -> None:
+        """message.broadcast (info)."""
+        self._log.info(e.name, component="chat", recipients=e.recipients)
+
+    def on_quick_action(self, e: QuickActionUsed) -> None:
+        """message.quick_action (info)."""
+        self._log.info(e.name, component="chat", action=e.action, **self._cid(e.correlation_id))
+
+    # --- AI ------------------------------------------------------------------------------
+
+    def on_ai_started(self, e: AIRequestStarted) -> None:
+        """ai.request.started (info)."""
+        self._log.info(
+            e.name,
+            component="ai",
+            provider=e.provider,
+            model=e.model,
+            context_messages=e.context_messages,
+            **self._cid(e.correlation_id),
+        )
+
+    def on_ai_completed(self, e: AIRequestCompleted) -> None:
+        """ai.request.completed (info) with tokens, cost and timings."""
+        self._log.info(
+            e.name,
+            component="ai",
+            provider=e.provider,
+            model=e.model,
+            input_tokens=e.input_tokens,
+            output_tokens=e.output_tokens,
+            estimated_usage=e.estimated_usage,
+            cost_usd=e.cost_usd,
+            priced=e.priced,
+            cached=e.cached,
+            duration_ms=_ms(e.duration_s),
+            time_to_first_token_ms=_ms(e.time_to_first_token_s),
+            **self._cid(e.correlation_id),
+        )
+
+    def on_ai_failed(self, e: AIRequestFailed) -> None:
+        """ai.request.failed (error)."""
+        self._log.error(
+            e.name,
+            component="ai",
+            provider=e.provider,
+            model=e.model,
+            outcome=e.outcome,
+            duration_ms=_ms(e.duration_s),
+            **{"error.type": e.error_type, "error.message": e.detail},
+            **self._cid(e.correlation_id),
+        )
+
+    def on_ai_unpriced(self, e: AIUnpriced) -> None:
+        """ai.request.unpriced (warning), once per provider and model."""
+        key = (e.provider, e.model)
+        if key in self._unpriced or len(self._unpriced) >= _MAX_UNPRICED_MODELS:
+            return
+        self._unpriced.add(key)
+        self._log.warning(
+            e.name,
+            component="ai",
+            provider=e.provider,
+            model=e.model,
+            message=f"no price known for model {e.model!r}: its cost is counted as 0",
+        )
+
+    # --- cache, sessions, features -------------------------------------------------------
+
+    def on_cache_lookup(self, e: CacheLookup) -> None:
+        """cache.lookup (debug)."""
+        self._log.debug(e.name, component="cache", hit=e.hit, entries=e.entries)
+
+    def on_cache_evicted(self, e: CacheEvicted) -> None:
+        """cache.evicted (debug)."""
+        self._log.debug(e.name, component="cache", count=e.count, entries=e.entries)
+
+    def on_session_started(self, e: SessionStarted) -> None:
+        """session.started (info)."""
+        self._log.info(
+            e.name, component="chat", session_id=e.session_id, user_id=e.user_id, resumed=e.resumed
+        )
+
+    def on_session_ended(self, e: SessionEnded) -> None:
+        """session.ended (info)."""
+        self._log.info(
+            e.name,
+            component="chat",
+            session_id=e.session_id,
+            user_id=e.user_id,
+            duration_ms=_ms(e.duration_s),
+            messages=e.messages,
+        )
+
+    def on_feature_used(self, e: FeatureUsed) -> None:
+        """feature.used (debug)."""
+        self._log.debug(e.name, component="chat", feature=e.feature)
+
+    # --- errors and security -------------------------------------------------------------
+
+    def on_error(self, e: ErrorOccurred) -> None:
+        """error.unhandled (error, with stack trace) or error.<type>."""
+        fields: dict[str, Any] = {
+            "error.category": e.type,
+            "error.code": e.code,
+            "detail": e.detail,
+            **self._cid(e.correlation_id),
+        }
+        if e.exception is not None:
+            self._log.error(
+                "error.unhandled" if e.type == "system" else f"error.{_name(e.type)}",
+                exc_info=e.exception,
+                **fields,
+            )
+            return
+        fields["error.type"] = e.type
+        if e.type in _CLIENT_ERRORS:
+            self._log.info(f"error.{_name(e.type)}", **fields)
+        else:
+            self._log.error(f"error.{_name(e.type)}", **fields)
+
+    def on_security_event(self, e: SecurityEvent) -> None:
+        """security.<type> (warning) with the client's IP and user agent."""
+        self._log.warning(
+            f"security.{_name(e.type)}",
+            component="security",
+            client_ip=e.client_ip,
+            user_agent=e.user_agent,
+            detail=e.detail,
+            **({"user_id": e.user_id} if e.user_id else {}),
+        )

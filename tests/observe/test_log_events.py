@@ -1,0 +1,213 @@
+"""Chat events become log records of the SPEC §5 families, with their fields and levels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from chatwatch.config import LoggingSettings
+from chatwatch.events import (
+    AIRequestFailed,
+    AIRequestStarted,
+    AIUnpriced,
+    ConnectionFailed,
+    ErrorOccurred,
+    EventBus,
+    FrameRejected,
+    MessageReceived,
+    MessageSent,
+    ResponseCompleted,
+    SecurityEvent,
+)
+from chatwatch.observe.context import bind_message
+from chatwatch.observe.log_events import EventLogger
+from tests.observe import factory
+from tests.observe.logcapture import Captured, capture_logging
+
+
+@pytest.fixture
+def cap(bus: EventBus) -> Iterator[Captured]:
+    """Logging captured at DEBUG, an EventLogger attached to the test's bus."""
+    with capture_logging(level="DEBUG") as captured:
+        EventLogger(LoggingSettings(slow_response_seconds=2.0)).attach(bus)
+        yield captured
+
+
+def only(cap: Captured, name: str) -> dict[str, Any]:
+    """The single record named ``name``."""
+    (record,) = cap.events(name)
+    return record
+
+
+def test_connection_opened_carries_identity(bus: EventBus, cap: Captured) -> None:
+    """connection.opened is info with connection, user, session, IP and user agent."""
+    bus.emit(factory.opened("c-9", "u-9", "s-9"))
+    record = only(cap, "connection.opened")
+    assert record["level"] == "info"
+    assert (record["connection_id"], record["user_id"], record["session_id"]) == (
+        "c-9",
+        "u-9",
+        "s-9",
+    )
+    assert (record["client_ip"], record["user_agent"]) == ("127.0.0.1", "pytest")
+
+
+def test_connection_closed_by_error_is_a_warning(bus: EventBus, cap: Captured) -> None:
+    """connection.closed is a warning when the reason is an error, with duration_ms."""
+    bus.emit(factory.closed(reason="error", duration=1.5))
+    record = only(cap, "connection.closed")
+    assert record["level"] == "warning"
+    assert record["duration_ms"] == 1500.0
+
+
+def test_connection_failed_is_a_warning_with_client(bus: EventBus, cap: Captured) -> None:
+    """connection.failed names the reason, status, IP and user agent."""
+    bus.emit(ConnectionFailed("auth_invalid", "198.51.100.4", "curl/8", 401))
+    record = only(cap, "connection.failed")
+    assert record["level"] == "warning"
+    assert (record["reason"], record["status"], record["client_ip"]) == (
+        "auth_invalid",
+        401,
+        "198.51.100.4",
+    )
+
+
+def test_message_received_logs_length_not_content(bus: EventBus, cap: Captured) -> None:
+    """message.received records the content length and never a content field by default."""
+    bus.emit(factory.received())
+    record = only(cap, "message.received")
+    assert record["content_length"] == 10
+    assert "content" not in record
+    assert record["correlation_id"] == "corr"
+
+
+@dataclass(frozen=True, slots=True)
+class _ReceivedWithContent(MessageReceived):
+    content: str = ""
+
+
+def test_content_is_logged_only_with_log_content() -> None:
+    """A message's text is logged only when logging.log_content is on."""
+    event = _ReceivedWithContent("message", "c", "s", "u", "id", 5, content="hello")
+    with capture_logging() as off:
+        EventLogger(LoggingSettings()).on_message_received(event)
+    with capture_logging() as on:
+        EventLogger(LoggingSettings(log_content=True)).on_message_received(event)
+    assert "content" not in off.lines()[0]
+    assert on.lines()[0]["content"] == "hello"
+
+
+def test_streamed_deltas_are_debug_and_replies_info(bus: EventBus, cap: Captured) -> None:
+    """ai_delta frames are debug records, the final ai_message an info one."""
+    bus.emit(MessageSent("ai_delta", "c1", "corr"))
+    bus.emit(MessageSent("ai_message", "c1", "corr"))
+    levels = [r["level"] for r in cap.events("message.sent")]
+    assert levels == ["debug", "info"]
+
+
+def test_frame_rejected_is_a_warning_with_code(bus: EventBus, cap: Captured) -> None:
+    """message.rejected carries the SPEC error code and the frame size."""
+    bus.emit(FrameRejected("message_too_large", "c1", "u1", "corr-x", "too big", 99999))
+    record = only(cap, "message.rejected")
+    assert (record["level"], record["code"], record["size_bytes"]) == (
+        "warning",
+        "message_too_large",
+        99999,
+    )
+
+
+def test_ai_request_records_carry_provider_model_and_timings(bus: EventBus, cap: Captured) -> None:
+    """ai.request.started/completed are info with provider, model, tokens, cost, duration_ms."""
+    bus.emit(AIRequestStarted("openai", "gpt-4o-mini", "corr", 3))
+    bus.emit(factory.ai_done(duration=0.25, ttft=0.05))
+    started = only(cap, "ai.request.started")
+    done = only(cap, "ai.request.completed")
+    assert (started["component"], started["provider"], started["model"]) == (
+        "ai",
+        "openai",
+        "gpt-4o-mini",
+    )
+    assert (done["input_tokens"], done["output_tokens"], done["cost_usd"]) == (10, 20, 0.001)
+    assert (done["duration_ms"], done["time_to_first_token_ms"]) == (250.0, 50.0)
+
+
+def test_ai_failure_is_an_error_with_error_fields(bus: EventBus, cap: Captured) -> None:
+    """ai.request.failed is an error with error.type and error.message."""
+    bus.emit(AIRequestFailed("openai", "m", "corr", "timeout", "ReadTimeout", "no reply", 30.0))
+    record = only(cap, "ai.request.failed")
+    assert record["level"] == "error"
+    assert (record["error.type"], record["error.message"], record["outcome"]) == (
+        "ReadTimeout",
+        "no reply",
+        "timeout",
+    )
+
+
+def test_unpriced_model_is_warned_once(bus: EventBus, cap: Captured) -> None:
+    """ai.request.unpriced is a warning logged once per model."""
+    for _ in range(3):
+        bus.emit(AIUnpriced("openai", "mystery-1", first_time=False))
+    bus.emit(AIUnpriced("openai", "mystery-2", first_time=True))
+    records = cap.events("ai.request.unpriced")
+    assert [r["model"] for r in records] == ["mystery-1", "mystery-2"]
+    assert all(r["level"] == "warning" for r in records)
+
+
+def test_security_event_name_has_its_type(bus: EventBus, cap: Captured) -> None:
+    """A SecurityEvent is logged as security.<type> with client IP and user agent."""
+    bus.emit(SecurityEvent("auth_failed", "203.0.113.5", "evil-bot/1", None, "bad token"))
+    record = only(cap, "security.auth_failed")
+    assert (record["level"], record["component"]) == ("warning", "security")
+    assert (record["client_ip"], record["user_agent"]) == ("203.0.113.5", "evil-bot/1")
+
+
+def test_odd_security_type_is_made_a_safe_name(bus: EventBus, cap: Captured) -> None:
+    """A security type with odd characters still gives a plain event name."""
+    bus.emit(SecurityEvent("Weird Type!\n", "ip", "ua", None, ""))
+    assert only(cap, "security.weird_type")["level"] == "warning"
+
+
+def test_slow_response_is_a_performance_warning(bus: EventBus, cap: Captured) -> None:
+    """A reply slower than slow_response_seconds gives performance.slow_response."""
+    bus.emit(ResponseCompleted("fast", "s1", 1.9, False))
+    bus.emit(ResponseCompleted("slow", "s1", 2.5, False))
+    record = only(cap, "performance.slow_response")
+    assert (record["correlation_id"], record["duration_ms"], record["threshold_ms"]) == (
+        "slow",
+        2500.0,
+        2000.0,
+    )
+
+
+def test_error_with_exception_has_stack_trace(bus: EventBus, cap: Captured) -> None:
+    """error.unhandled carries the exception's type and stack trace."""
+    try:
+        raise RuntimeError("store exploded")
+    except RuntimeError as exc:
+        bus.emit(ErrorOccurred("system", "internal", "could not store", "corr-e", exc))
+    record = only(cap, "error.unhandled")
+    assert record["level"] == "error"
+    assert record["error.type"] == "RuntimeError"
+    assert "store exploded" in record["error.stack_trace"]
+    assert record["correlation_id"] == "corr-e"
+
+
+def test_client_errors_are_not_error_level(bus: EventBus, cap: Captured) -> None:
+    """A validation error is error.validation at info; a timeout is error.timeout at error."""
+    bus.emit(ErrorOccurred("validation", "invalid_json", "bad json"))
+    bus.emit(ErrorOccurred("timeout", "ai_unavailable", "upstream slow"))
+    assert only(cap, "error.validation")["level"] == "info"
+    assert only(cap, "error.timeout")["level"] == "error"
+
+
+def test_event_correlation_id_wins_over_context(bus: EventBus, cap: Captured) -> None:
+    """An event's own correlation id is recorded even when another is bound."""
+    bind_message("context-id")
+    bus.emit(MessageSent("ack", "c1", "event-id"))
+    bus.emit(MessageSent("pong", "c1", None))
+    first, second = cap.events("message.sent")
+    assert first["correlation_id"] == "event-id"
+    assert second["correlation_id"] == "context-id"

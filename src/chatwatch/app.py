@@ -16,8 +16,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chatwatch.api import admin_chat, chat_history, chat_ws, health
 from chatwatch.api import auth as auth_api
-from chatwatch.api import chat_history, chat_ws, health
 from chatwatch.api.admin_logs import build_admin_logs_router
 from chatwatch.api.correlation import CorrelationMiddleware
 from chatwatch.api.deps import require_admin
@@ -212,25 +212,10 @@ def build_app(
     app.include_router(chat_history.router)
     app.include_router(chat_ws.router)
     admin = [Depends(require_admin)]
+    app.include_router(admin_chat.router, prefix="/api/v1/admin/chat", dependencies=admin)
     app.include_router(
         build_admin_logs_router(logstore), prefix="/api/v1/admin/chat", dependencies=admin
     )
-
-    @app.post("/api/v1/admin/chat/broadcast", dependencies=admin, tags=["admin"])
-    async def broadcast(request: Request) -> JSONResponse:
-        """Send a notice to every connected visitor."""
-        try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"detail": "body must be JSON"}, status_code=400)
-        text = body.get("message") if isinstance(body, dict) else None
-        if not isinstance(text, str) or not text.strip() or len(text) > 4096:
-            return JSONResponse(
-                {"detail": "field 'message' must be a non-empty string of at most 4096 chars"},
-                status_code=400,
-            )
-        sent = await hub.broadcast({"type": "broadcast", "message": text})
-        return JSONResponse({"recipients": sent})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:

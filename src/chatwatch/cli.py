@@ -1,4 +1,4 @@
-"""The ``chatwatch`` command: serve, token."""
+"""The ``chatwatch`` command: serve, token, loadtest."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from chatwatch.config import ConfigError, Settings, load_settings, parse_duration
+from chatwatch.loadtest import register as register_loadtest
 
 __all__ = ["app", "main"]
 
@@ -105,6 +106,9 @@ def token(
     secrets = resolve_secrets(settings)
     auth = Authenticator(secrets.jwt_secret, secrets.admin_token, SystemClock())
     typer.echo(auth.mint(user, "admin" if admin else "user", ttl=seconds))
+
+
+register_loadtest(app)
 
 
 def main() -> None:

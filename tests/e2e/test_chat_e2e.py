@@ -470,3 +470,17 @@ async def test_shutdown_cuts_overlong_reply_with_error_frame(
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
     history = await srv.services.store.list_messages(client.session_id)
     assert [m.role for m in history] == ["user"]  # no half-written assistant reply
+
+
+async def test_security_summary_counts_failed_logins(live_server: LiveServer) -> None:
+    """Failed handshakes show up per IP in the admin security summary."""
+    for _ in range(3):
+        with pytest.raises(InvalidStatus):
+            await open_chat(live_server.ws_url, "forged-token")
+    async with live_server.http() as http:
+        r = await http.get("/api/v1/admin/chat/security", headers=live_server.admin_headers())
+    body = r.json()
+    assert r.status_code == 200
+    assert body["by_type"]["auth_failed"] == 3
+    assert body["top_ips"][0]["client_ip"] == "127.0.0.1"
+    assert body["top_ips"][0]["auth_failures"] == 3

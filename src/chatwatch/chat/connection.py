@@ -104,6 +104,7 @@ class ChatConnection:
         self._queue: asyncio.Queue[tuple[ClientMessage | QuickAction, str, float]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._in_flight: tuple[str, str] | None = None  # (client id, correlation id)
+        self._writes: set[asyncio.Future[int]] = set()
         self.messages = 0
         self.closed = False
 
@@ -261,17 +262,13 @@ class ChatConnection:
         quick_action = frame.action if isinstance(frame, QuickAction) else None
         content = frame.content if isinstance(frame, ClientMessage) else f"[{frame.action}]"
         try:
-            # Shielded: a cancelled handler (client gone, shutdown) must not abandon a write
-            # half-way or leak the pooled connection it holds.
-            await asyncio.shield(
-                d.store.add_message(
-                    session_id=self.session_id,
-                    role="user",
-                    client_id=frame.id,
-                    correlation_id=correlation_id,
-                    content=content,
-                    now=d.clock.time(),
-                )
+            await self._write(
+                session_id=self.session_id,
+                role="user",
+                client_id=frame.id,
+                correlation_id=correlation_id,
+                content=content,
+                now=d.clock.time(),
             )
         except Exception as err:
             d.bus.emit(
@@ -322,22 +319,31 @@ class ChatConnection:
         await self._finish(frame.id, correlation_id, reply, received_at)
         return True
 
+    async def _write(self, **message: Any) -> None:
+        """Store a message; a cancelled handler (client gone, shutdown) never abandons it.
+
+        The write runs as its own task behind a shield and ``stop`` waits for it, so no
+        message is half-written and no pooled connection outlives the engine.
+        """
+        task = asyncio.ensure_future(self._d.store.add_message(**message))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        await asyncio.shield(task)
+
     async def _finish(self, reply_to: str, correlation_id: str, reply: Reply, t0: float) -> None:
         d = self._d
         self._context.append(ChatTurn("assistant", reply.content))
-        await asyncio.shield(
-            d.store.add_message(
-                session_id=self.session_id,
-                role="assistant",
-                correlation_id=correlation_id,
-                content=reply.content,
-                now=d.clock.time(),
-                model=reply.model,
-                input_tokens=reply.input_tokens,
-                output_tokens=reply.output_tokens,
-                cost_usd=reply.cost_usd,
-                cached=reply.cached,
-            )
+        await self._write(
+            session_id=self.session_id,
+            role="assistant",
+            correlation_id=correlation_id,
+            content=reply.content,
+            now=d.clock.time(),
+            model=reply.model,
+            input_tokens=reply.input_tokens,
+            output_tokens=reply.output_tokens,
+            cost_usd=reply.cost_usd,
+            cached=reply.cached,
         )
         if reply.handoff:
             d.bus.emit(FeatureUsed(feature="handoff"))
@@ -391,6 +397,8 @@ class ChatConnection:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await worker
+        if self._writes:
+            await asyncio.wait(list(self._writes), timeout=10)
         # Messages that never started get told, so no message is silently dropped.
         while not self._queue.empty():
             frame, correlation_id, _ = self._queue.get_nowait()

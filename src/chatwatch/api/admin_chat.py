@@ -1,0 +1,48 @@
+"""Admin actions on the live chat: broadcast a notice, see the security summary."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from chatwatch.api.deps import get_services
+from chatwatch.services import Services
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["admin"])
+
+MAX_BROADCAST_CHARS = 4096
+
+
+@router.post("/broadcast")
+async def broadcast(
+    request: Request, services: Annotated[Services, Depends(get_services)]
+) -> JSONResponse:
+    """Send ``{"message": …}`` to every connected visitor; returns how many got it."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return JSONResponse({"detail": "body must be JSON"}, status_code=400)
+    text = body.get("message") if isinstance(body, dict) else None
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_BROADCAST_CHARS:
+        return JSONResponse(
+            {
+                "detail": "field 'message' must be a non-empty string of at most "
+                f"{MAX_BROADCAST_CHARS} chars"
+            },
+            status_code=400,
+        )
+    sent = await services.hub.broadcast({"type": "broadcast", "message": text})
+    return JSONResponse({"recipients": sent})
+
+
+@router.get("/security")
+async def security_summary(
+    services: Annotated[Services, Depends(get_services)],
+) -> dict[str, Any]:
+    """Security events by type and the client IPs behind most of them, over the window."""
+    summary: dict[str, Any] = services.extras["security"].summary()
+    return summary

@@ -19,8 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from chatwatch.api import admin_chat, chat_history, chat_ws, health
 from chatwatch.api import auth as auth_api
 from chatwatch.api.admin_logs import build_admin_logs_router
+from chatwatch.api.admin_metrics import build_admin_metrics_router
 from chatwatch.api.correlation import CorrelationMiddleware
 from chatwatch.api.deps import require_admin
+from chatwatch.api.metrics_endpoint import build_metrics_endpoint
 from chatwatch.auth import Authenticator, load_or_create_secret
 from chatwatch.chat.cache import MemoryCache, RedisCache, ResponseCache
 from chatwatch.chat.connection import ChatDeps
@@ -31,9 +33,16 @@ from chatwatch.chat.providers.base import AIProvider
 from chatwatch.clock import Clock, SystemClock
 from chatwatch.config import Settings
 from chatwatch.events import CacheEvicted, Event, EventBus
+from chatwatch.observe.context import start_background_job
+from chatwatch.observe.exposition import new_registry
+from chatwatch.observe.health import HealthChecker
+from chatwatch.observe.history import MetricsHistory
 from chatwatch.observe.log_events import EventLogger
 from chatwatch.observe.logs import LogMetrics, configure_logging, get_logger
 from chatwatch.observe.logstore import LogStore
+from chatwatch.observe.metrics import ChatMetrics
+from chatwatch.observe.metrics_api import headline_of
+from chatwatch.observe.runtime import RuntimeMonitor
 from chatwatch.observe.security import SecurityMonitor
 from chatwatch.services import Services
 from chatwatch.store.chat_store import ChatStore
@@ -100,7 +109,7 @@ def build_app(
     """The chatwatch ASGI app (FastAPI behind the correlation middleware); parts start in
     its lifespan. Attributes of the FastAPI app (``state``…) are reachable on the result."""
     clock = clock or SystemClock()
-    registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+    registry = registry if registry is not None else new_registry()
     secrets = resolve_secrets(settings)
     db = Database(settings.database_url)
 
@@ -136,6 +145,23 @@ def build_app(
     bus = EventBus(on_listener_error=on_listener_error)
     EventLogger(settings.logging).attach(bus)
     security = SecurityMonitor(bus, clock)
+    metrics = ChatMetrics(registry, clock, settings.metrics)
+    metrics.attach(bus)
+    runtime = RuntimeMonitor(metrics, clock)
+
+    def snapshot() -> dict[str, Any]:
+        start_background_job("metrics")  # each snapshot run gets its own correlation id
+        return headline_of(metrics)
+
+    history = MetricsHistory(
+        db,
+        clock,
+        snapshot=snapshot,
+        interval=settings.metrics.history_interval,
+        retention=settings.metrics.history_retention,
+    )
+    health_checker = HealthChecker(db.ping, metrics)
+    metrics_endpoint = build_metrics_endpoint(registry, settings.metrics, bus=bus)
     store = ChatStore(db)
     ai_provider = provider or _provider(settings)
     cache = _cache(settings, bus, clock)
@@ -176,6 +202,9 @@ def build_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await db.migrate()
         await logstore.start()
+        runtime.start()
+
+        background.append(asyncio.create_task(history.run(), name="metrics-history"))
         if settings.ai.provider == "builtin":
             from chatwatch.chat import tokens
 
@@ -191,6 +220,8 @@ def build_app(
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await runtime.stop()
+            metrics_endpoint.exposition.close()  # type: ignore[attr-defined]
             await ai_provider.aclose()
             if cache is not None:
                 await cache.aclose()
@@ -212,7 +243,13 @@ def build_app(
     app.include_router(chat_history.router)
     app.include_router(chat_ws.router)
     admin = [Depends(require_admin)]
+    app.include_router(metrics_endpoint)
     app.include_router(admin_chat.router, prefix="/api/v1/admin/chat", dependencies=admin)
+    app.include_router(
+        build_admin_metrics_router(metrics, history, health_checker),
+        prefix="/api/v1/admin/chat",
+        dependencies=admin,
+    )
     app.include_router(
         build_admin_logs_router(logstore), prefix="/api/v1/admin/chat", dependencies=admin
     )

@@ -135,7 +135,7 @@ def kinds(events: list[Event]) -> list[str]:
 async def test_first_call_asks_the_provider_and_reports_it(
     bus: EventBus, events: list[Event], clock: FakeClock
 ) -> None:
-    """A cache miss emits CacheLookup(miss), AIRequestStarted, AIRequestCompleted in order."""
+    """A cache miss emits CacheLookup(miss), AIRequestStarted, AIRequestCompleted, CacheStored in order."""
     cache = MemoryCache(100, 3600, clock)
     reply = await consultant(BuiltinProvider(), bus, clock, cache=cache).reply(
         QUESTION, "corr-1", Deltas()
@@ -145,7 +145,7 @@ async def test_first_call_asks_the_provider_and_reports_it(
     )
     completed = [e for e in events if isinstance(e, AIRequestCompleted)]
     assert (
-        ["CacheLookup", "AIRequestStarted", "AIRequestCompleted"],
+        ["CacheLookup", "AIRequestStarted", "AIRequestCompleted", "CacheStored"],
         CacheLookup(hit=False, entries=0),
         started,
     ) == (kinds(events), events[0], events[1])
@@ -221,7 +221,7 @@ async def test_different_question_is_a_miss(
     assert (
         reply.cached,
         kinds(events),
-    ) == (False, ["CacheLookup", "AIRequestStarted", "AIRequestCompleted"])
+    ) == (False, ["CacheLookup", "AIRequestStarted", "AIRequestCompleted", "CacheStored"])
 
 
 async def test_quick_action_is_cached_apart_from_text(

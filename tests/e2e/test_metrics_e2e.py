@@ -64,8 +64,7 @@ async def admin_get(srv: LiveServer, path: str) -> Any:
 async def test_ai_latency_tokens_and_cost_are_exact(
     live_server_factory: LiveServerFactory, fake_openai: FakeOpenAI
 ) -> None:
-    """Five replies with known delays and usage: counts, tokens and cost are exact in both
-    /metrics and the JSON API, and p50/p95/p99 pick the right replies within 2%."""
+    """Known delays and usage give exact counts, tokens, cost, and p50/p95/p99 within 2%."""
     for delay in DELAYS:
         fake_openai.script.append(
             Behaviour(
@@ -150,8 +149,7 @@ async def test_ai_failure_is_counted_by_outcome_code_and_type(
 
 
 async def test_connections_sessions_frames_and_security(live_server: LiveServer) -> None:
-    """Refused upgrades, reconnections, sessions, users, bad frames, pings and quick actions
-    all show up, and closing brings the gauges back to zero."""
+    """Refusals, reconnections, sessions, users, bad frames, pings and quick actions all count."""
     with pytest.raises(InvalidStatus):
         await open_chat(live_server.ws_url, "not-a-token")
     token, _ = await live_server.guest()
@@ -194,8 +192,7 @@ async def test_connections_sessions_frames_and_security(live_server: LiveServer)
 
 
 async def test_admin_json_api_reset_and_history(live_server: LiveServer) -> None:
-    """Every admin metrics endpoint answers for an admin (401 without); reset restarts the
-    JSON figures while /metrics stays monotonic; bad history parameters are 400s."""
+    """Admin endpoints answer (401 without auth); reset keeps /metrics monotonic; bad params 400."""
     token, _ = await live_server.guest()
     chat = await open_chat(live_server.ws_url, token)
     await chat.ask("hello there", "h1")
@@ -229,8 +226,7 @@ async def test_admin_json_api_reset_and_history(live_server: LiveServer) -> None
 
 
 async def test_metrics_formats_and_promtool_on_the_live_server(live_server: LiveServer) -> None:
-    """/metrics negotiates OpenMetrics, carries process_* and runtime gauges, and a real
-    scrape after chat traffic passes promtool check metrics with no output."""
+    """/metrics negotiates OpenMetrics, has process_* and runtime gauges, and passes promtool."""
     token, _ = await live_server.guest()
     chat = await open_chat(live_server.ws_url, token)
     await chat.ask("what do you charge?", "p1")
@@ -267,3 +263,36 @@ async def test_bad_token_on_metrics_when_configured(live_server_factory: LiveSer
             "/metrics", headers={"Authorization": "Bearer scrape-token-1234567890"}
         )
         assert ok.status_code == 200
+
+
+async def test_cache_broadcast_and_feature_metrics(live_server: LiveServer) -> None:
+    """A repeated first question is a cache hit; an admin broadcast and a quick action count."""
+    clients = []
+    for n in range(2):
+        token, _ = await live_server.guest()
+        chat = await open_chat(live_server.ws_url, token)
+        frames = await chat.ask("What services do you offer?", f"c{n}")
+        assert frames[-1]["cached"] is (n == 1)
+        clients.append(chat)
+    await clients[0].send({"type": "quick_action", "id": "qa", "action": "services"})
+    await clients[0].until("ai_message", "error")
+    async with live_server.http() as client:
+        r = await client.post(
+            "/api/v1/admin/chat/broadcast",
+            json={"message": "maintenance at noon"},
+            headers=live_server.admin_headers(),
+        )
+        assert r.status_code == 200 and r.json()["recipients"] == 2
+    got = await scrape(live_server)
+    cache = await admin_get(live_server, "/metrics/cache")
+    for chat in clients:
+        await chat.close()
+    assert sample(got, "chat_cache_requests_total", result="hit") == 1
+    assert sample(got, "chat_cache_requests_total", result="miss") == 2
+    assert sample(got, "chat_cache_entries") == 2
+    assert sample(got, "chat_broadcasts_total") == 1
+    assert sample(got, "chat_feature_usage_total", feature="quick_action") == 1
+    assert sample(got, "chat_quick_actions_total", action="services") == 1
+    assert cache["hits"]["total"] == 1 and cache["misses"]["total"] == 2
+    assert cache["hit_rate"] == pytest.approx(1 / 3, abs=1e-6)
+    assert cache["entries"] == 2

@@ -25,6 +25,7 @@ from chatwatch.events import (
     AIRequestStarted,
     AIUnpriced,
     CacheLookup,
+    CacheStored,
     ErrorOccurred,
     EventBus,
 )
@@ -113,6 +114,7 @@ class Consultant:
                     handoff=reply.handoff,
                 ),
             )
+            self._bus.emit(CacheStored(entries=self._cache.entries))
         return reply
 
     async def _call(

@@ -1,0 +1,140 @@
+"""The JSON admin metrics API of SPEC §7 (mounted under ``/api/v1/admin/chat`` with admin auth).
+
+Under several workers each worker keeps its own windows: these figures are those of the worker
+that answered, while ``/metrics`` sums every worker.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+
+from chatwatch.config import parse_duration
+from chatwatch.observe import metrics_api
+from chatwatch.observe.health import HealthChecker
+from chatwatch.observe.history import MAX_LIMIT, MetricsHistory
+from chatwatch.observe.metrics import ChatMetrics
+
+__all__ = ["build_admin_metrics_router", "parse_time"]
+
+JSON = dict[str, Any]
+_SEVERITIES = ("low", "medium", "high", "critical")
+
+
+def parse_time(name: str, raw: str, now: float) -> float:
+    """A query time: RFC 3339, epoch seconds, or a duration meaning that long ago (``15m``)."""
+    text = raw.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a non-negative finite number of epoch seconds")
+        return value
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{name}={raw!r} is not a time: use RFC 3339 (2025-01-31T12:00:00Z), "
+            "epoch seconds, or a duration ago such as 15m"
+        ) from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{name}={raw!r} needs a time zone (e.g. a trailing Z)")
+    return parsed.timestamp()
+
+
+def _bad_request(detail: str) -> HTTPException:
+    return HTTPException(status_code=400, detail=detail)
+
+
+def build_admin_metrics_router(
+    metrics: ChatMetrics,
+    history: MetricsHistory,
+    health: HealthChecker,
+    *,
+    active_alerts: Callable[[], int] = lambda: 0,
+    include_alerts: bool = True,
+) -> APIRouter:
+    """Routes for metrics, each category, history, summary, reset, health and alerts."""
+    # ``alerts`` answers an empty list until the alert engine brings its own router
+    # (then pass include_alerts=False).
+    router = APIRouter(tags=["admin metrics"])
+
+    @router.get("/metrics")
+    async def all_metrics() -> JSON:
+        """Every category in one object."""
+        return metrics_api.all_categories(metrics.read(), metrics.model_labels)
+
+    def add_category(name: str) -> None:
+        async def one_category() -> JSON:
+            return metrics_api.category(name, metrics.read(), metrics.model_labels)
+
+        one_category.__doc__ = f"The {name} category."
+        router.add_api_route(
+            f"/metrics/{name}", one_category, methods=["GET"], name=f"metrics_{name}"
+        )
+
+    for name in metrics_api.CATEGORIES:
+        add_category(name)
+
+    @router.get("/metrics/history")
+    async def metrics_history(
+        since: str | None = None, until: str | None = None, limit: str | None = None
+    ) -> JSON:
+        """Stored snapshots, oldest first (without ``since``: the latest ``limit``)."""
+        # Parameters arrive as strings and are checked here, so that a bad one is a 400
+        # naming it rather than FastAPI's generic 422.
+        now = metrics.clock.time()
+        try:
+            t0 = parse_time("since", since, now) if since is not None else None
+            t1 = parse_time("until", until, now) if until is not None else None
+        except ValueError as exc:
+            raise _bad_request(str(exc)) from None
+        if t0 is not None and t1 is not None and t0 > t1:
+            raise _bad_request("since must not be after until")
+        n = 1000
+        if limit is not None:
+            try:
+                n = int(limit.strip())
+            except ValueError:
+                raise _bad_request(f"limit={limit!r} is not an integer") from None
+            if not 1 <= n <= MAX_LIMIT:
+                raise _bad_request(f"limit must be between 1 and {MAX_LIMIT}")
+        items = await history.query(t0, t1, n)
+        for item in items:
+            item["timestamp"] = metrics_api.iso_time(item["timestamp"])
+        return {"items": items}
+
+    @router.get("/metrics/summary")
+    async def metrics_summary() -> JSON:
+        """Headline figures and health status."""
+        status = await health.status()
+        return metrics_api.summary(metrics.read(), status, active_alerts())
+
+    @router.post("/metrics/reset")
+    async def metrics_reset() -> JSON:
+        """Start a new window for the JSON figures (Prometheus counters stay monotonic)."""
+        return {"reset_at": metrics_api.iso_time(metrics.reset())}
+
+    @router.get("/health")
+    async def health_status() -> JSON:
+        """Overall status and the checks behind it."""
+        return await health.check()
+
+    if include_alerts:
+
+        @router.get("/alerts")
+        async def alerts() -> JSON:
+            """Active alerts (none until the alert engine is wired in)."""
+            return {"active": [], "counts": dict.fromkeys(_SEVERITIES, 0)}
+
+    return router

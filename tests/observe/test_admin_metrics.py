@@ -1,0 +1,156 @@
+"""The admin metrics routes over HTTP (ASGI), including 400s for bad history parameters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from chatwatch.api.admin_metrics import build_admin_metrics_router, parse_time
+from chatwatch.clock import FakeClock
+from chatwatch.events import EventBus
+from chatwatch.observe.health import HealthChecker
+from chatwatch.observe.history import MetricsHistory
+from chatwatch.observe.metrics import ChatMetrics
+from chatwatch.observe.metrics_api import CATEGORIES, headline_of
+from chatwatch.store.db import Database
+from tests.observe import factory as f
+
+PREFIX = "/api/v1/admin/chat"
+
+
+@pytest.fixture
+async def api(
+    tmp_path: Path, metrics: ChatMetrics, clock: FakeClock
+) -> AsyncIterator[tuple[httpx.AsyncClient, MetricsHistory]]:
+    """An HTTP client for an app with only the admin metrics router, on a SQLite store."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'admin.db'}")
+    await db.migrate()
+    history = MetricsHistory(db, clock, lambda: headline_of(metrics), interval=60, retention=86400)
+
+    async def ping() -> bool:
+        return True
+
+    health = HealthChecker(ping, metrics, memory_percent=lambda: 40.0)
+    app = FastAPI()
+    app.include_router(build_admin_metrics_router(metrics, history, health), prefix=PREFIX)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client, history
+    await db.dispose()
+
+
+async def test_every_endpoint_answers(api: tuple[httpx.AsyncClient, MetricsHistory]):
+    """metrics, each category, history, summary, reset, health and alerts all answer 200."""
+    client, _ = api
+    paths = ["/metrics", "/metrics/history", "/metrics/summary", "/health", "/alerts"]
+    paths += [f"/metrics/{c}" for c in CATEGORIES]
+    for path in paths:
+        r = await client.get(PREFIX + path)
+        assert r.status_code == 200, (path, r.text)
+    r = await client.post(PREFIX + "/metrics/reset")
+    assert r.status_code == 200 and r.json()["reset_at"].endswith("Z")
+    assert len(paths) + 1 == 13  # with GET /metrics (Prometheus), the issue's fourteen
+
+
+async def test_metrics_reflect_events(api: tuple[httpx.AsyncClient, MetricsHistory], bus: EventBus):
+    """What the events said is what the JSON says, per category and all together."""
+    client, _ = api
+    bus.emit(f.received())
+    bus.emit(f.ai_done(tokens=(7, 9), cost=0.5))
+    whole = (await client.get(PREFIX + "/metrics")).json()
+    assert set(whole) == set(CATEGORIES)
+    assert whole["messages"]["received"]["total"] == 1
+    ai = (await client.get(PREFIX + "/metrics/ai")).json()
+    assert ai["tokens_output"]["total"] == 9
+    assert ai["cost_usd"]["total"] == 0.5
+
+
+async def test_reset_restarts_since_reset(
+    api: tuple[httpx.AsyncClient, MetricsHistory], bus: EventBus
+):
+    """POST reset zeroes since_reset but not total."""
+    client, _ = api
+    bus.emit(f.received())
+    await client.post(PREFIX + "/metrics/reset")
+    received = (await client.get(PREFIX + "/metrics/messages")).json()["received"]
+    assert received["total"] == 1 and received["since_reset"] == 0
+
+
+async def test_summary_has_status_and_headline(api: tuple[httpx.AsyncClient, MetricsHistory]):
+    """summary carries the health status and the headline keys."""
+    client, _ = api
+    body = (await client.get(PREFIX + "/metrics/summary")).json()
+    assert body["status"] == "healthy"
+    for key in ("active_connections", "messages_per_second", "error_rate", "ai_p95_seconds"):
+        assert key in body
+    for key in ("ai_cost_usd_24h", "cache_hit_rate", "active_alerts"):
+        assert key in body
+
+
+async def test_alerts_placeholder(api: tuple[httpx.AsyncClient, MetricsHistory]):
+    """Until the alert engine exists, alerts is an empty list with zero counts."""
+    client, _ = api
+    body = (await client.get(PREFIX + "/alerts")).json()
+    assert body == {"active": [], "counts": {"low": 0, "medium": 0, "high": 0, "critical": 0}}
+
+
+async def test_history_items_and_time_formats(
+    api: tuple[httpx.AsyncClient, MetricsHistory], clock: FakeClock
+):
+    """Items carry an RFC 3339 timestamp and headline keys; since/until take all time forms."""
+    client, history = api
+    start = clock.time()
+    for _ in range(5):
+        await history.record()
+        clock.advance(60)
+    body = (await client.get(PREFIX + "/metrics/history")).json()
+    assert len(body["items"]) == 5
+    item = body["items"][0]
+    assert item["timestamp"].endswith("Z") and "messages_per_second" in item
+    assert "status" not in item
+    r = await client.get(PREFIX + "/metrics/history", params={"since": str(start + 120)})
+    assert len(r.json()["items"]) == 3
+    r = await client.get(PREFIX + "/metrics/history", params={"since": "150s"})
+    assert len(r.json()["items"]) == 2
+    iso = body["items"][3]["timestamp"]
+    r = await client.get(PREFIX + "/metrics/history", params={"until": iso, "limit": "2"})
+    assert [i["timestamp"] for i in r.json()["items"]] == [
+        body["items"][2]["timestamp"],
+        body["items"][3]["timestamp"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"since": "yesterday"}, "since"),
+        ({"until": "2025-13-45T00:00:00Z"}, "until"),
+        ({"since": "2025-01-01T00:00:00"}, "time zone"),
+        ({"since": "-5"}, "since"),
+        ({"since": "nan"}, "since"),
+        ({"limit": "ten"}, "limit"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "100001"}, "limit"),
+        ({"limit": ""}, "limit"),
+        ({"since": "1000", "until": "10"}, "since must not be after until"),
+    ],
+)
+async def test_bad_history_parameters_are_400_with_a_reason(
+    api: tuple[httpx.AsyncClient, MetricsHistory], params: dict[str, str], needle: str
+):
+    """A malformed since/until/limit is a 400 naming the problem, never a 422 or 500."""
+    client, _ = api
+    r = await client.get(PREFIX + "/metrics/history", params=params)
+    assert r.status_code == 400, r.text
+    assert needle in r.json()["detail"]
+
+
+def test_parse_time_forms():
+    """Epoch seconds, durations ago and RFC 3339 with an offset all parse."""
+    assert parse_time("since", "12.5", now=100.0) == 12.5
+    assert parse_time("since", "1m", now=100.0) == 40.0
+    assert parse_time("since", "1970-01-01T00:01:00+00:00", now=0.0) == 60.0

@@ -80,6 +80,8 @@ async def run_live_server(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        proxy_headers=bool(settings.server.forwarded_allow_ips),
+        forwarded_allow_ips=",".join(settings.server.forwarded_allow_ips) or None,
     )
     server = ChatwatchServer(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

@@ -91,11 +91,11 @@ class Authenticator:
                 },
             )
         except jwt.InvalidTokenError as err:
-            raise AuthError(AuthFailure.INVALID, f"invalid token: {err}") from None
+            raise AuthError(AuthFailure.INVALID, f"invalid token ({err})") from None
         # Expiry is checked against the injected clock so tests need not sleep.
         exp = claims.get("exp")
         if isinstance(exp, bool) or not isinstance(exp, int | float):
-            raise AuthError(AuthFailure.INVALID, "invalid token: exp is not a number")
+            raise AuthError(AuthFailure.INVALID, "invalid token (exp is not a number)")
         if exp <= self._clock.time():
             raise AuthError(AuthFailure.EXPIRED, "token expired")
         nbf = claims.get("nbf")
@@ -103,9 +103,9 @@ class Authenticator:
             raise AuthError(AuthFailure.INVALID, "token not valid yet")
         sub, role = claims.get("sub"), claims.get("role", "user")
         if not isinstance(sub, str) or not sub or len(sub) > 64:
-            raise AuthError(AuthFailure.INVALID, "invalid token: bad sub claim")
+            raise AuthError(AuthFailure.INVALID, "invalid token (bad sub claim)")
         if role not in ("user", "admin"):
-            raise AuthError(AuthFailure.INVALID, "invalid token: bad role claim")
+            raise AuthError(AuthFailure.INVALID, "invalid token (bad role claim)")
         return Principal(user_id=sub, role=role, via="jwt")
 
 

@@ -77,6 +77,9 @@ class ServerSettings(_Section):
     data_dir: Path = Path("./var")
     workers: int = Field(1, ge=1, le=64)
     shutdown_grace: float = Field(10.0, ge=0, description="seconds in-flight replies may finish")
+    forwarded_allow_ips: list[str] = Field(
+        default_factory=list, description="proxies whose X-Forwarded-For is trusted ('*': any)"
+    )
 
 
 class DatabaseSettings(_Section):

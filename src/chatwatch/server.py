@@ -16,6 +16,9 @@ from chatwatch.config import Settings, load_settings
 __all__ = ["ChatwatchServer", "create_app", "install_log_filters", "run_server"]
 
 
+_DUPLICATES = frozenset({"connection open", "connection closed"})
+
+
 class _DenialNoiseFilter(logging.Filter):
     """Drops uvicorn's false alarm after a handshake refused with an HTTP response.
 
@@ -25,7 +28,9 @@ class _DenialNoiseFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "without completing handshake" not in record.getMessage()
+        message = record.getMessage()
+        # "connection open/closed" duplicate chatwatch's own connection.* records.
+        return "without completing handshake" not in message and message not in _DUPLICATES
 
 
 def install_log_filters() -> None:
@@ -82,6 +87,10 @@ def _uvicorn_kwargs(settings: Settings) -> dict[str, Any]:
         "access_log": False,
         "timeout_graceful_shutdown": int(settings.server.shutdown_grace) + 5,
         "lifespan": "on",
+        # X-Forwarded-For is believed only from configured proxies: by default from no one,
+        # or any local process could dodge the per-IP limit and forge security events.
+        "proxy_headers": bool(settings.server.forwarded_allow_ips),
+        "forwarded_allow_ips": ",".join(settings.server.forwarded_allow_ips) or None,
     }
 
 

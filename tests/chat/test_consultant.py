@@ -135,7 +135,7 @@ def kinds(events: list[Event]) -> list[str]:
 async def test_first_call_asks_the_provider_and_reports_it(
     bus: EventBus, events: list[Event], clock: FakeClock
 ) -> None:
-    """A cache miss emits CacheLookup(miss), AIRequestStarted, AIRequestCompleted, CacheStored in order."""
+    """A cache miss emits CacheLookup(miss), AIRequestStarted, AIRequestCompleted, CacheStored."""
     cache = MemoryCache(100, 3600, clock)
     reply = await consultant(BuiltinProvider(), bus, clock, cache=cache).reply(
         QUESTION, "corr-1", Deltas()

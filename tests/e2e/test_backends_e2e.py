@@ -24,7 +24,7 @@ async def test_chat_on_postgresql(live_server_factory: LiveServerFactory) -> Non
         assert again.connected["resumed"] is True
         await again.close()
         stored = await srv.services.store.list_messages(first.session_id)
-        assert [m.content for m in stored][0] == question
+        assert stored[0].content == question
         assert srv.services.db.dialect == "postgresql"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 from typing import Any
 
 import httpx
@@ -153,11 +154,6 @@ BAD_FRAMES: list[tuple[str, str | bytes, str]] = [
     (
         "bad quick action",
         json.dumps({"type": "quick_action", "id": "1", "action": "x"}),
-        "invalid_frame",
-    ),
-    (
-        "bad correlation id",
-        json.dumps({"type": "message", "id": "1", "content": "hi", "correlation_id": "a b"}),
         "invalid_frame",
     ),
     ("binary frame", b'{"type": "ping"}', "invalid_frame"),
@@ -484,3 +480,48 @@ async def test_security_summary_counts_failed_logins(live_server: LiveServer) ->
     assert body["by_type"]["auth_failed"] == 3
     assert body["top_ips"][0]["client_ip"] == "127.0.0.1"
     assert body["top_ips"][0]["auth_failures"] == 3
+
+
+async def test_invalid_client_correlation_id_is_replaced(live_server: LiveServer) -> None:
+    """A message with correlation_id "a b" (invalid) is answered under a new, valid id."""
+    client = await _chat(live_server)
+    frames = await client.ask("hello", "c1", correlation_id="a b")
+    ids = {f["correlation_id"] for f in frames}
+    assert frames[-1]["type"] == "ai_message"
+    assert len(ids) == 1 and "a b" not in ids
+    assert re.fullmatch(r"[A-Za-z0-9._-]{1,64}", ids.pop())
+    await client.close()
+
+
+async def test_oversized_frame_close_is_a_protocol_error_and_security_event(
+    live_server_factory: LiveServerFactory,
+) -> None:
+    """A frame over max_frame_bytes: close 1009, counted as protocol_error and oversized_frame."""
+    async with live_server_factory(limits={"max_frame_bytes": 4096}) as srv:
+        client = await _chat(srv)
+        await client.send("x" * 10_000)
+        with pytest.raises(ConnectionClosed):
+            await client.recv()
+        for _ in range(100):
+            if srv.services.hub.active_connections == 0:
+                break
+            await asyncio.sleep(0.02)
+        async with srv.http() as http:
+            text = (await http.get("/metrics")).text
+            security = (
+                await http.get("/api/v1/admin/chat/security", headers=srv.admin_headers())
+            ).json()
+        assert 'chat_connections_closed_total{reason="protocol_error"} 1.0' in text
+        assert security["by_type"].get("oversized_frame") == 1
+
+
+async def test_ping_counts_as_feature_use(live_server: LiveServer) -> None:
+    """Each ping frame moves chat_feature_usage_total{feature="ping"}."""
+    client = await _chat(live_server)
+    for _ in range(3):
+        await client.send({"type": "ping"})
+        assert (await client.recv())["type"] == "pong"
+    async with live_server.http() as http:
+        text = (await http.get("/metrics")).text
+    assert 'chat_feature_usage_total{feature="ping"} 3.0' in text
+    await client.close()

@@ -196,10 +196,10 @@ def test_error_with_exception_has_stack_trace(bus: EventBus, cap: Captured) -> N
 
 
 def test_client_errors_are_not_error_level(bus: EventBus, cap: Captured) -> None:
-    """A validation error is error.validation at info; a timeout is error.timeout at error."""
+    """A validation error is error.validation at warning; a timeout is error.timeout at error."""
     bus.emit(ErrorOccurred("validation", "invalid_json", "bad json"))
     bus.emit(ErrorOccurred("timeout", "ai_unavailable", "upstream slow"))
-    assert only(cap, "error.validation")["level"] == "info"
+    assert only(cap, "error.validation")["level"] == "warning"
     assert only(cap, "error.timeout")["level"] == "error"
 
 

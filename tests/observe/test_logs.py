@@ -163,7 +163,7 @@ def test_uvicorn_loggers_propagate_into_the_pipeline() -> None:
     logging.getLogger("uvicorn.error").propagate = False
     with capture_logging() as cap:
         logging.getLogger("uvicorn.error").warning("Invalid HTTP request received.")
-    assert cap.lines()[0]["event"] == "log.uvicorn.error"
+    assert cap.lines()[0]["event"] == "log.uvicorn"
     assert logging.getLogger("uvicorn.error").handlers == []
 
 

@@ -29,6 +29,10 @@ __all__ = ["router"]
 
 router = APIRouter()
 
+# Closes the protocol layer makes when a client breaks the WebSocket rules (RFC 6455 §7.4):
+# 1002 protocol error, 1007 invalid UTF-8 in a text frame, 1009 frame too big.
+_PROTOCOL_CLOSES = frozenset({1002, 1007, 1009})
+
 
 class _Refused(Exception):
     def __init__(self, status: int, close_code: int, reason: str, message: str) -> None:
@@ -46,7 +50,7 @@ async def _refuse(ws: WebSocket, services: Services, ip: str, ua: str, err: _Ref
     )
     if "websocket.http.response" in ws.scope.get("extensions", {}):
         await ws.send_denial_response(
-            JSONResponse({"error": err.reason, "detail": err.message}, status_code=err.status)
+            JSONResponse({"detail": err.message, "code": err.reason}, status_code=err.status)
         )
     else:
         await ws.close(code=err.close_code, reason=err.message[:120])
@@ -223,9 +227,22 @@ async def _serve(
     async def receive() -> str | bytes | None:
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
-            close_state.setdefault("client_code", message.get("code", 1000))
+            code = int(message.get("code") or 1000)
             if close_state["reason"] == "client_closed":
-                close_state["code"] = message.get("code", 1000)
+                close_state["code"] = code
+                if code in _PROTOCOL_CLOSES:
+                    close_state["reason"] = "protocol_error"
+                if code == 1009:
+                    report_incident(
+                        services.bus,
+                        kind="oversized_frame",
+                        error_type="validation",
+                        code="message_too_large",
+                        client_ip=ip,
+                        user_agent=ua,
+                        user_id=principal.user_id,
+                        detail=f"frame over {services.settings.limits.frame_limit} bytes",
+                    )
             return None
         if message.get("text") is not None:
             return str(message["text"])

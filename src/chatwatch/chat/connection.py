@@ -151,6 +151,7 @@ class ChatConnection:
             return
         if isinstance(frame, Ping):
             self._received("ping", None, size)
+            self._d.bus.emit(FeatureUsed(feature="ping"))
             await self.send({"type": "pong"})
             return
         if not self._bucket.take():

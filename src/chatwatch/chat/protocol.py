@@ -99,11 +99,9 @@ def parse_frame(raw: str | bytes, max_message_bytes: int) -> ClientFrame:
         raise ProtocolError("invalid_frame", "field 'id' must be a non-empty string")
     if len(raw_id) > MAX_ID_CHARS:
         raise ProtocolError("invalid_frame", f"field 'id' is longer than {MAX_ID_CHARS} chars")
-    corr = data.get("correlation_id")
-    if corr is not None and not valid_correlation_id(corr):
-        raise ProtocolError(
-            "invalid_frame", "field 'correlation_id' must be 1-64 chars of [A-Za-z0-9._-]", raw_id
-        )
+    # Like X-Correlation-ID on HTTP (SPEC §5): the client's when valid, else a new one.
+    raw_corr = data.get("correlation_id")
+    corr = raw_corr if valid_correlation_id(raw_corr) else None
     if kind == "quick_action":
         action = data.get("action")
         if not isinstance(action, str) or action not in QUICK_ACTIONS:

@@ -30,6 +30,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from chatwatch.observe.fastexpo import FastRenderer, format_of, registry_collectors
 from chatwatch.observe.multiprocess import multiprocess_dir, reap_dead_workers, worker_started
 
 __all__ = ["Exposition", "Scrape", "new_registry"]
@@ -39,8 +40,7 @@ _STRIDE = 32
 # Work between two GIL hand-overs. A hand-over costs ~70 us (sleep(0) sleeps for the timer
 # slack, which is what gives the waiting loop thread time to take the GIL), so this bounds
 # both the loop's wait during a scrape and the scrape's overhead (~10%).
-_SLICE = float(__import__('os').environ.get('XP_SLICE', '0.00075'))
-_XP_SI = float(__import__('os').environ.get('XP_SI', '0'))
+_SLICE = 0.00075
 
 
 def new_registry() -> CollectorRegistry:
@@ -100,19 +100,9 @@ class _Cooperative(Collector):
     def __init__(self, registry: CollectorRegistry) -> None:
         self._registry = registry
 
-    def _collectors(self) -> list[Collector] | None:
-        # The registry lists its collectors only privately; without that list, fall back to
-        # its own collect() (correct, just less cooperative).
-        lock = getattr(self._registry, "_lock", None)
-        names = getattr(self._registry, "_collector_to_names", None)
-        if lock is None or names is None or getattr(self._registry, "_target_info", None):
-            return None
-        with lock:
-            return list(names)
-
     def collect(self) -> Iterable[Metric]:
         """Every metric family, built and then iterated with regular GIL hand-overs."""
-        collectors = self._collectors()
+        collectors = registry_collectors(self._registry)
         if collectors is None:
             for metric in self._registry.collect():
                 yield self._cooperative(metric)
@@ -165,14 +155,11 @@ class Exposition:
             ProcessCollector(registry=source)
         else:
             source = registry
+        self._source = source
         self._view = _Cooperative(source)
+        self._fast = FastRenderer(_maybe_hand_over)
         # One thread: concurrent scrapes queue up instead of multiplying GIL contention.
-        def _init() -> None:
-            import os as _os
-            n = int(_os.environ.get("XP_NICE", "0"))
-            if n:
-                _os.setpriority(_os.PRIO_PROCESS, threading.get_native_id(), n)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-scrape", initializer=_init)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-scrape")
 
     @property
     def multiprocess(self) -> bool:
@@ -184,20 +171,20 @@ class Exposition:
         if self._mp_dir is not None:
             reap_dead_workers(self._mp_dir)
         encoder, content_type = choose_encoder(accept or "")
+        fmt = format_of(encoder)
+        collectors = registry_collectors(self._source) if self._mp_dir is None else None
         # A render allocates a few container objects per series, all freed when it ends; with
         # the collector on, that churn triggers collections mid-render, and a full one holds
         # the GIL for tens of milliseconds — the very stall this module avoids. Net of the
         # render, allocations are unchanged, so pausing the collector defers no work.
         collecting = gc.isenabled()
         gc.disable()
-        import sys as _sys
-        old_si = _sys.getswitchinterval()
-        if _XP_SI:
-            _sys.setswitchinterval(_XP_SI)
         try:
-            body = encoder(self._view)
+            if fmt is not None and collectors is not None:
+                body = self._fast.render(collectors, fmt)
+            else:
+                body = encoder(self._view)
         finally:
-            _sys.setswitchinterval(old_si)
             if collecting:
                 gc.enable()
         if accept_encoding and _accepts_gzip(accept_encoding):

@@ -326,7 +326,8 @@ class EventLogger:
             return
         fields["error.type"] = e.type
         if e.type in _CLIENT_ERRORS:
-            self._log.info(f"error.{_name(e.type)}", **fields)
+            # The client's fault, not the service's: worth seeing, not worth paging for.
+            self._log.warning(f"error.{_name(e.type)}", **fields)
         else:
             self._log.error(f"error.{_name(e.type)}", **fields)
 

@@ -345,6 +345,8 @@ def _stdlib_fields(_logger: Any, _method: str, ed: EventDict) -> EventDict:
     """Give a stdlib record our shape: event ``log.<name>``, text in ``message``."""
     record = ed.get("_record")
     name = record.name if isinstance(record, logging.LogRecord) else "stdlib"
+    # uvicorn logs everything but access lines to "uvicorn.error", errors or not.
+    name = "uvicorn" if name == "uvicorn.error" else name
     ed["message"] = ed.get("event")
     ed["event"] = f"log.{name}"
     ed["logger"] = name

@@ -438,7 +438,7 @@ def _summarise(rows: Sequence[Any], since: float, until: float, bucket: int) -> 
         by_family[family] = by_family.get(family, 0) + count
         cell = totals.setdefault(int(b), [0, 0])
         cell[0] += count
-        if level in ("error", "critical"):
+        if level in ("error", "critical") or family == "error":
             cell[1] += count
     buckets = []
     first, last = int(since // bucket), int((until - 1e-9) // bucket)

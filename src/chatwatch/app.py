@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from chatwatch.api import admin_chat, chat_history, chat_ws, health
+from chatwatch.api import admin_chat, admin_page, chat_history, chat_ws, health
 from chatwatch.api import auth as auth_api
 from chatwatch.api.admin_logs import build_admin_logs_router
 from chatwatch.api.admin_metrics import build_admin_metrics_router
@@ -194,8 +194,13 @@ def build_app(
             max_context_messages=settings.ai.max_context_messages,
             system_prompt=settings.ai.system_prompt,
         ),
+        metrics=metrics,
+        history=history,
+        health=health_checker,
+        logstore=logstore,
+        security=security,
     )
-    services.extras.update(registry=registry, secrets=secrets, logstore=logstore, security=security)
+    services.extras.update(registry=registry, secrets=secrets)
     background: list[asyncio.Task[Any]] = []
 
     @asynccontextmanager
@@ -244,6 +249,7 @@ def build_app(
     app.include_router(chat_ws.router)
     admin = [Depends(require_admin)]
     app.include_router(metrics_endpoint)
+    app.include_router(admin_page.router, dependencies=admin)
     app.include_router(admin_chat.router, prefix="/api/v1/admin/chat", dependencies=admin)
     app.include_router(
         build_admin_metrics_router(metrics, history, health_checker),

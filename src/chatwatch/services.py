@@ -11,6 +11,11 @@ from chatwatch.chat.hub import Hub
 from chatwatch.clock import Clock
 from chatwatch.config import Settings
 from chatwatch.events import EventBus
+from chatwatch.observe.health import HealthChecker
+from chatwatch.observe.history import MetricsHistory
+from chatwatch.observe.logstore import LogStore
+from chatwatch.observe.metrics import ChatMetrics
+from chatwatch.observe.security import SecurityMonitor
 from chatwatch.store.chat_store import ChatStore
 from chatwatch.store.db import Database
 
@@ -29,4 +34,9 @@ class Services:
     auth: Authenticator
     hub: Hub
     chat: ChatDeps
+    metrics: ChatMetrics
+    history: MetricsHistory
+    health: HealthChecker
+    logstore: LogStore
+    security: SecurityMonitor
     extras: dict[str, Any] = field(default_factory=dict)

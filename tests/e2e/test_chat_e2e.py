@@ -525,3 +525,25 @@ async def test_ping_counts_as_feature_use(live_server: LiveServer) -> None:
         text = (await http.get("/metrics")).text
     assert 'chat_feature_usage_total{feature="ping"} 3.0' in text
     await client.close()
+
+
+async def test_admin_page_needs_admin_and_shows_errors(
+    live_server_factory: LiveServerFactory, fake_openai: FakeOpenAI
+) -> None:
+    """/admin: 401 without credentials, 403 for a user; for an admin it shows health and the
+    correlation id of a failed AI reply."""
+    fake_openai.behaviour = Behaviour(status=500)
+    ai = {"provider": "openai", "base_url": fake_openai.url, "model": "m"}
+    async with live_server_factory(ai=ai) as srv:
+        token, _ = await srv.guest()
+        client = await open_chat(srv.ws_url, token)
+        failed = (await client.ask("hello", "1"))[-1]
+        assert failed["code"] == "ai_unavailable"
+        async with srv.http() as http:
+            anonymous = await http.get("/admin")
+            user = await http.get("/admin", headers={"Authorization": f"Bearer {token}"})
+            page = await http.get("/admin", headers=srv.admin_headers())
+        assert (anonymous.status_code, user.status_code, page.status_code) == (401, 403, 200)
+        assert "Health" in page.text and "store" in page.text
+        assert failed["correlation_id"] in page.text
+        await client.close()

@@ -37,7 +37,9 @@ class _Custom(Collector):
 NASTY = ["plain", 'quo"te', "back\\slash", "new\nline", "ünïcödé", "", "a,b=c", "{x}"]
 
 
-def build(seed: int) -> tuple[CollectorRegistry, list[object]]:
+def build(
+    seed: int,
+) -> tuple[CollectorRegistry, Counter, Gauge, Histogram, Summary, Counter, Gauge]:
     """A registry with every metric class, odd label values, docs and units."""
     rng = random.Random(seed)
     r = CollectorRegistry()
@@ -61,7 +63,7 @@ def build(seed: int) -> tuple[CollectorRegistry, list[object]]:
         s.labels(k).observe(rng.random())
     plain.inc(3)
     lone.set(-0.25)
-    return r, [c, g, h, s, plain, lone]
+    return r, c, g, h, s, plain, lone
 
 
 def both(expo: Exposition, registry: CollectorRegistry) -> None:
@@ -73,18 +75,18 @@ def both(expo: Exposition, registry: CollectorRegistry) -> None:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_identical_to_prometheus_client_across_scrapes(seed: int):
     """Identical on a first scrape, after values change, and after new series appear."""
-    registry, (c, g, h, s, plain, lone) = build(seed)
+    registry, c, g, h, s, plain, lone = build(seed)
     expo = Exposition(registry, mp_dir=None)
     both(expo, registry)
     both(expo, registry)  # all lines cached now
-    c.labels("plain", "plain").inc(2)  # type: ignore[attr-defined]
-    g.labels("new kind").set(7)  # type: ignore[attr-defined]
-    h.labels("plain").observe(0.05)  # type: ignore[attr-defined]
-    s.labels("plain").observe(4)  # type: ignore[attr-defined]
-    plain.inc()  # type: ignore[attr-defined]
-    lone.set(float("nan"))  # type: ignore[attr-defined]
+    c.labels("plain", "plain").inc(2)
+    g.labels("new kind").set(7)
+    h.labels("plain").observe(0.05)
+    s.labels("plain").observe(4)
+    plain.inc()
+    lone.set(float("nan"))
     both(expo, registry)
-    g.remove("new kind")  # type: ignore[attr-defined]
+    g.remove("new kind")
     both(expo, registry)
     expo.close()
 

@@ -44,5 +44,4 @@ async def security_summary(
     services: Annotated[Services, Depends(get_services)],
 ) -> dict[str, Any]:
     """Security events by type and the client IPs behind most of them, over the window."""
-    summary: dict[str, Any] = services.extras["security"].summary()
-    return summary
+    return services.security.summary()

@@ -357,6 +357,13 @@ async def _chat_run(
     return results
 
 
+async def _get(url: str) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        (await client.get(url)).raise_for_status()
+
+
 def _p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
@@ -382,7 +389,11 @@ def bench_roundtrip(
             base = f"http://127.0.0.1:{port}"
             ws_url = f"ws://127.0.0.1:{port}/ws/chat"
             asyncio.run(_wait_up(base, proc))
-            asyncio.run(_chat_run(base, ws_url, users, [None], 3.0))  # warm up
+            asyncio.run(_chat_run(base, ws_url, users, [None], 3.0))  # warm up the chat
+            for path in {p for p in cycle if p and p.startswith("/")}:
+                # Warm up the scrape too: the first one builds the renderer's caches, and a
+                # Prometheus scraping every second is in the steady state from then on.
+                asyncio.run(_get(base + path))
             results = asyncio.run(
                 _chat_run(base, ws_url, users, cycle * cycles, block_seconds, think)
             )

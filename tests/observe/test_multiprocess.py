@@ -75,7 +75,8 @@ def test_prepare_empties_the_directory_and_sets_the_variable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Stale files from an earlier run are removed and the workers' variable is set."""
-    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    # Set first, so that monkeypatch takes the variable away again after the test.
+    monkeypatch.setenv(MULTIPROC_ENV, "unset-by-the-test")
     (tmp_path / "counter_123.db").write_bytes(b"stale")
     (tmp_path / "keep.txt").write_text("not ours")
     prepare_multiprocess(tmp_path)

@@ -233,6 +233,14 @@ class ChatConnection:
                 return
             except asyncio.CancelledError:
                 # Shutdown cut this reply short: tell the client rather than go silent.
+                self._d.bus.emit(
+                    ErrorOccurred(
+                        type="system",
+                        code="internal",
+                        detail="reply cut short by shutdown",
+                        correlation_id=correlation_id,
+                    )
+                )
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(1.0):
                         await self.send(

@@ -6,7 +6,7 @@ database threads, each of which then waits up to the 5 ms switch interval whenev
 and the chat p99 pays. So, three things:
 
 * the scrape runs in one dedicated thread, which gives the GIL up (``time.sleep(0)``) after
-  every 0.75 ms of work, so no other thread waits much longer than that;
+  every 0.1 ms of work, so no other thread waits much longer than that;
 * the registry's own metric families are rendered by ``fastexpo.FastRenderer``, which keeps
   every series' formatted labels (and unchanged lines) between scrapes: ~3x less GIL time;
 * the garbage collector is paused during a render, whose allocations all die with it.
@@ -43,10 +43,14 @@ __all__ = ["Exposition", "Scrape", "new_registry"]
 
 # Samples handled between two looks at the clock (each costs ~10 us to render).
 _STRIDE = 32
-# Work between two GIL hand-overs. A hand-over costs ~70 us (sleep(0) sleeps for the timer
-# slack, which is what gives the waiting loop thread time to take the GIL), so this bounds
-# both the loop's wait during a scrape and the scrape's overhead (~10%).
-_SLICE = 0.00075
+# Work between two GIL hand-overs: how long another thread (the loop, a database thread) may
+# wait for the GIL during a scrape. A hand-over costs ~70 us (sleep(0) sleeps for the timer
+# slack, which is what gives a waiting thread time to take the GIL). 0.1 ms keeps the chat's
+# p99 where it is without scrapes (bench/bench_metrics.py) and costs the cached renderer
+# ~40% of a render that is 3x cheaper than generate_latest; the library's own, slower
+# encoders (multiprocess files, unusual Accept headers) hand over every 0.5 ms (~14%).
+_SLICE_FAST = 0.0001
+_SLICE_LIBRARY = 0.0005
 
 
 def new_registry() -> CollectorRegistry:
@@ -61,14 +65,15 @@ def new_registry() -> CollectorRegistry:
 
 
 class _Slicer:
-    """Hands the GIL over once every ``_SLICE`` seconds of work in this thread."""
+    """Hands the GIL over once every ``slice`` seconds of work in this thread."""
 
     def __init__(self) -> None:
         self._since = time.perf_counter()
+        self.slice = _SLICE_LIBRARY
 
     def maybe_hand_over(self) -> None:
         now = time.perf_counter()
-        if now - self._since >= _SLICE:
+        if now - self._since >= self.slice:
             # sleep(0) releases the GIL long enough for a waiting thread (the loop) to take it.
             time.sleep(0)
             self._since = time.perf_counter()
@@ -77,11 +82,15 @@ class _Slicer:
 _slicer = threading.local()
 
 
-def _maybe_hand_over() -> None:
-    slicer = getattr(_slicer, "value", None)
+def _thread_slicer() -> _Slicer:
+    slicer: _Slicer | None = getattr(_slicer, "value", None)
     if slicer is None:
         slicer = _slicer.value = _Slicer()
-    slicer.maybe_hand_over()
+    return slicer
+
+
+def _maybe_hand_over() -> None:
+    _thread_slicer().maybe_hand_over()
 
 
 def _strides(items: list[Any]) -> Iterator[list[Any]]:
@@ -179,12 +188,14 @@ class Exposition:
         encoder, content_type = choose_encoder(accept or "")
         fmt = format_of(encoder)
         collectors = registry_collectors(self._source) if self._mp_dir is None else None
-        # A render allocates a few container objects per series, all freed when it ends; with
+        # A render allocates container objects per series, nearly all freed when it ends; with
         # the collector on, that churn triggers collections mid-render, and a full one holds
         # the GIL for tens of milliseconds — the very stall this module avoids. Net of the
-        # render, allocations are unchanged, so pausing the collector defers no work.
+        # render, allocations barely change, so pausing the collector defers next to no work.
         collecting = gc.isenabled()
         gc.disable()
+        fast = fmt is not None and collectors is not None
+        _thread_slicer().slice = _SLICE_FAST if fast else _SLICE_LIBRARY
         try:
             if fmt is not None and collectors is not None:
                 body = self._fast.render(collectors, fmt)

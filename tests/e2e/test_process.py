@@ -160,13 +160,25 @@ def test_bad_config_stops_start_naming_the_key(tmp_path: Path) -> None:
 
 
 async def test_two_workers_serve_chat(tmp_path: Path) -> None:
-    """`serve --workers 2` starts, chats, and stops cleanly on SIGTERM."""
+    """`serve --workers 2` chats, /metrics sums both workers on every scrape, SIGTERM stops it."""
     s = _start(tmp_path, "--workers", "2")
     try:
-        for i in range(4):
+        for i in range(6):
             client = await open_chat(s.ws_url, await _guest(s.url))
             assert (await client.ask("What are your prices?", str(i)))[-1]["type"] == "ai_message"
             await client.close()
+        totals = set()
+        async with httpx.AsyncClient(base_url=s.url) as http:
+            for _ in range(6):  # new connections: the kernel spreads them over both workers
+                http.headers["Connection"] = "close"
+                text = (await http.get("/metrics")).text
+                line = next(
+                    ln
+                    for ln in text.splitlines()
+                    if ln.startswith('chat_messages_received_total{type="message"}')
+                )
+                totals.add(float(line.split()[-1]))
+        assert totals == {6.0}
     finally:
         code, err = await asyncio.to_thread(s.stop)
     assert code in CLEAN_EXIT, err

@@ -24,7 +24,7 @@ from chatwatch.api.correlation import CorrelationMiddleware
 from chatwatch.api.deps import require_admin
 from chatwatch.api.metrics_endpoint import build_metrics_endpoint
 from chatwatch.auth import Authenticator, load_or_create_secret
-from chatwatch.chat.cache import MemoryCache, RedisCache, ResponseCache
+from chatwatch.chat.cache import ResponseCache, make_cache
 from chatwatch.chat.connection import ChatDeps
 from chatwatch.chat.consultant import Consultant
 from chatwatch.chat.hub import Hub
@@ -85,17 +85,14 @@ def _provider(settings: Settings) -> AIProvider:
 
 
 def _cache(settings: Settings, bus: EventBus, clock: Clock) -> ResponseCache | None:
+    # Off means no cache at all (no look-ups counted), not an empty one.
     if not settings.cache.enabled or settings.cache.max_entries == 0 or settings.cache.ttl == 0:
         return None
-    if settings.redis.url:
-        return RedisCache(settings.redis.url, ttl=settings.cache.ttl)
-    holder: list[MemoryCache] = []
 
     def on_evict(count: int) -> None:
-        bus.emit(CacheEvicted(count=count, entries=holder[0].entries if holder else 0))
+        bus.emit(CacheEvicted(count=count, entries=cache.entries))
 
-    cache = MemoryCache(settings.cache.max_entries, settings.cache.ttl, clock, on_evict)
-    holder.append(cache)
+    cache = make_cache(settings.cache, settings.redis.url, clock, on_evict)
     return cache
 
 

@@ -257,7 +257,6 @@ async def _serve(
             send=conn.send,
             close=close,
             drain=conn.drain,
-            busy=conn.busy,
         ),
         reservation,
         resumed=resumed,

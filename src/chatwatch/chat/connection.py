@@ -103,7 +103,6 @@ class ChatConnection:
         self._bucket = TokenBucket(deps.messages_per_minute, deps.clock)
         self._queue: asyncio.Queue[tuple[ClientMessage | QuickAction, str, float]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
-        self._in_flight: tuple[str, str] | None = None  # (client id, correlation id)
         self._writes: set[asyncio.Future[int]] = set()
         self.messages = 0
         self.closed = False
@@ -226,7 +225,6 @@ class ChatConnection:
         while True:
             frame, correlation_id, received_at = await self._queue.get()
             bind_message(correlation_id)
-            self._in_flight = (frame.id, correlation_id)
             try:
                 ok = await self._handle(frame, correlation_id, received_at)
             except ClientGone:
@@ -253,7 +251,6 @@ class ChatConnection:
                         )
                 raise
             finally:
-                self._in_flight = None
                 self._queue.task_done()
             self._d.bus.emit(
                 MessageProcessed(
@@ -385,10 +382,6 @@ class ChatConnection:
         )
 
     # --- stopping ----------------------------------------------------------------------
-
-    def busy(self) -> bool:
-        """True while a reply is in flight or messages wait."""
-        return self._in_flight is not None or not self._queue.empty()
 
     async def drain(self, grace: float) -> None:
         """Let queued replies finish within ``grace`` seconds, then cut them off."""

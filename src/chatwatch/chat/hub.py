@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from chatwatch.clock import Clock
@@ -47,7 +47,6 @@ class HubEntry:
     send: SendFn
     close: CloseFn
     drain: Callable[[float], Awaitable[None]]
-    busy: Callable[[], bool] = field(default=lambda: False)
 
 
 class Hub:

@@ -31,8 +31,8 @@ from chatwatch.clock import SystemClock
 from chatwatch.config import LoggingSettings
 from chatwatch.correlation import new_correlation_id
 from chatwatch.observe.context import bind_connection, bind_message, clear_context
-from chatwatch.observe.logs import LogMetrics, configure_logging
-from chatwatch.observe.logstore import LogStore
+from chatwatch.observe.logs.pipeline import LogMetrics, configure_logging
+from chatwatch.observe.logs.store import LogStore
 from chatwatch.store.db import Database
 
 TARGET = 0.7

@@ -33,9 +33,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from chatwatch.clock import SystemClock
-from chatwatch.observe.logquery import parse_filters
-from chatwatch.observe.logs import LogMetrics
-from chatwatch.observe.logstore import LogStore
+from chatwatch.observe.logs.pipeline import LogMetrics
+from chatwatch.observe.logs.query import parse_filters
+from chatwatch.observe.logs.store import LogStore
 from chatwatch.store.db import Database
 
 DAY = 86400.0

@@ -45,9 +45,9 @@ from chatwatch.events import (
     MessageSent,
     ResponseCompleted,
 )
-from chatwatch.observe.exposition import Exposition
-from chatwatch.observe.instruments import ChatInstruments
-from chatwatch.observe.metrics import ChatMetrics
+from chatwatch.observe.metrics.exposition import Exposition
+from chatwatch.observe.metrics.instruments import ChatInstruments
+from chatwatch.observe.metrics.recorder import ChatMetrics
 
 DELTAS = 8  # streamed chunks per reply: each is a frame, so an event
 
@@ -239,7 +239,7 @@ import sys, uvicorn
 from prometheus_client import Gauge
 from chatwatch.app import build_app
 from chatwatch.config import Settings
-from chatwatch.observe.exposition import new_registry
+from chatwatch.observe.metrics.exposition import new_registry
 
 port, data_dir, series, mode = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 settings = Settings(

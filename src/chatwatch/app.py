@@ -34,15 +34,15 @@ from chatwatch.clock import Clock, SystemClock
 from chatwatch.config import Settings
 from chatwatch.events import CacheEvicted, Event, EventBus
 from chatwatch.observe.context import start_background_job
-from chatwatch.observe.exposition import new_registry
 from chatwatch.observe.health import HealthChecker
-from chatwatch.observe.history import MetricsHistory
-from chatwatch.observe.log_events import EventLogger
-from chatwatch.observe.logs import LogMetrics, configure_logging, get_logger
-from chatwatch.observe.logstore import LogStore
-from chatwatch.observe.metrics import ChatMetrics
-from chatwatch.observe.metrics_api import headline_of
-from chatwatch.observe.runtime import RuntimeMonitor
+from chatwatch.observe.logs.pipeline import LogMetrics, configure_logging, get_logger
+from chatwatch.observe.logs.records import EventLogger
+from chatwatch.observe.logs.store import LogStore
+from chatwatch.observe.metrics.exposition import new_registry
+from chatwatch.observe.metrics.history import MetricsHistory
+from chatwatch.observe.metrics.json_api import headline_of
+from chatwatch.observe.metrics.recorder import ChatMetrics
+from chatwatch.observe.metrics.runtime import RuntimeMonitor
 from chatwatch.observe.security import SecurityMonitor
 from chatwatch.services import Services
 from chatwatch.store.chat_store import ChatStore

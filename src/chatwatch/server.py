@@ -112,7 +112,7 @@ def run_server(settings: Settings, overrides: dict[str, Any] | None = None) -> i
             os.environ[f"CHATWATCH_SERVER__{key.upper()}"] = str(value)
     import asyncio
 
-    from chatwatch.observe.multiprocess import prepare_multiprocess
+    from chatwatch.observe.metrics.multiprocess import prepare_multiprocess
     from chatwatch.store.db import Database
 
     async def migrate_once() -> None:

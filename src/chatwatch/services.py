@@ -12,9 +12,9 @@ from chatwatch.clock import Clock
 from chatwatch.config import Settings
 from chatwatch.events import EventBus
 from chatwatch.observe.health import HealthChecker
-from chatwatch.observe.history import MetricsHistory
-from chatwatch.observe.logstore import LogStore
-from chatwatch.observe.metrics import ChatMetrics
+from chatwatch.observe.logs.store import LogStore
+from chatwatch.observe.metrics.history import MetricsHistory
+from chatwatch.observe.metrics.recorder import ChatMetrics
 from chatwatch.observe.security import SecurityMonitor
 from chatwatch.store.chat_store import ChatStore
 from chatwatch.store.db import Database

@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from chatwatch.api.admin_logs import build_admin_logs_router
 from chatwatch.clock import FakeClock
-from chatwatch.observe.logs import LogMetrics
-from chatwatch.observe.logstore import LogStore
+from chatwatch.observe.logs.pipeline import LogMetrics
+from chatwatch.observe.logs.store import LogStore
 from tests.observe.logstore_fixtures import make_record, migrated_db, new_store
 
 PREFIX = "/api/v1/admin/chat"

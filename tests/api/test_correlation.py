@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from chatwatch.api.correlation import CorrelationMiddleware
 from chatwatch.correlation import valid_correlation_id
 from chatwatch.observe.context import current_context
-from chatwatch.observe.logs import get_logger
+from chatwatch.observe.logs.pipeline import get_logger
 from tests.observe.logcapture import Captured, capture_logging
 
 

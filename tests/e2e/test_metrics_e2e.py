@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
 
-from chatwatch.observe.metrics_api import CATEGORIES
+from chatwatch.observe.metrics.json_api import CATEGORIES
 from tests.conftest import LiveServer, LiveServerFactory
 from tests.e2e.client import open_chat
 from tests.fakes.openai_upstream import Behaviour, FakeOpenAI

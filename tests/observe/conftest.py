@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from chatwatch.clock import FakeClock
 from chatwatch.config import MetricsSettings
 from chatwatch.events import EventBus
-from chatwatch.observe.metrics import ChatMetrics
+from chatwatch.observe.metrics.recorder import ChatMetrics
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from chatwatch.clock import Clock
 from chatwatch.config import LoggingSettings
 from chatwatch.observe.context import clear_context
-from chatwatch.observe.logs import LogMetrics, configure_logging, reset_logging
+from chatwatch.observe.logs.pipeline import LogMetrics, configure_logging, reset_logging
 
 __all__ = ["Captured", "capture_logging"]
 

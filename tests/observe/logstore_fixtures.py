@@ -17,8 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from chatwatch.clock import Clock
-from chatwatch.observe.logs import LogMetrics
-from chatwatch.observe.logstore import LogStore
+from chatwatch.observe.logs.pipeline import LogMetrics
+from chatwatch.observe.logs.store import LogStore
 from chatwatch.store.db import Database
 from tests.fakes.services import require_postgres
 

@@ -7,7 +7,7 @@ import asyncio
 from chatwatch.clock import FakeClock
 from chatwatch.events import EventBus
 from chatwatch.observe.health import HealthChecker
-from chatwatch.observe.metrics import ChatMetrics
+from chatwatch.observe.metrics.recorder import ChatMetrics
 from tests.observe import factory as f
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from chatwatch.observe.logquery import LogQueryError, parse_filters, parse_time
-from chatwatch.observe.logstore import LogStore
+from chatwatch.observe.logs.query import LogQueryError, parse_filters, parse_time
+from chatwatch.observe.logs.store import LogStore
 
 __all__ = ["build_admin_logs_router"]
 

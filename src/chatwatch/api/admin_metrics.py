@@ -14,10 +14,10 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 
 from chatwatch.config import parse_duration
-from chatwatch.observe import metrics_api
 from chatwatch.observe.health import HealthChecker
-from chatwatch.observe.history import MAX_LIMIT, MetricsHistory
-from chatwatch.observe.metrics import ChatMetrics
+from chatwatch.observe.metrics import json_api as metrics_api
+from chatwatch.observe.metrics.history import MAX_LIMIT, MetricsHistory
+from chatwatch.observe.metrics.recorder import ChatMetrics
 
 __all__ = ["build_admin_metrics_router", "parse_time"]
 

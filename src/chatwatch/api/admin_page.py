@@ -15,8 +15,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 
 from chatwatch.api.deps import get_services
-from chatwatch.observe.logquery import LogFilters
-from chatwatch.observe.metrics_api import headline_of
+from chatwatch.observe.logs.query import LogFilters
+from chatwatch.observe.metrics.json_api import headline_of
 from chatwatch.services import Services
 
 __all__ = ["router"]

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatwatch.correlation import new_correlation_id, valid_correlation_id
 from chatwatch.observe.context import bind_request, clear_context
-from chatwatch.observe.logs import get_logger
+from chatwatch.observe.logs.pipeline import get_logger
 
 __all__ = ["HEADER", "CorrelationMiddleware"]
 

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from chatwatch.config import MetricsSettings
 from chatwatch.events import ErrorOccurred, EventBus, SecurityEvent
-from chatwatch.observe.exposition import Exposition
+from chatwatch.observe.metrics.exposition import Exposition
 
 __all__ = ["build_metrics_endpoint"]
 

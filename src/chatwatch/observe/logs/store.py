@@ -28,14 +28,14 @@ from sqlalchemy import insert, text
 from sqlalchemy.exc import IntegrityError
 
 from chatwatch.clock import Clock
-from chatwatch.observe.logquery import (
+from chatwatch.observe.logs.pipeline import LEVELS, LogMetrics, get_logger
+from chatwatch.observe.logs.query import (
     LogFilters,
     encode_cursor,
     format_time,
     to_fts5,
     to_tsquery,
 )
-from chatwatch.observe.logs import LEVELS, LogMetrics, get_logger
 from chatwatch.store.db import Database
 from chatwatch.store.log_tables import ID_NODE_BITS, log_records
 

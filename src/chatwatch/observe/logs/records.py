@@ -40,7 +40,7 @@ from chatwatch.events import (
     SessionEnded,
     SessionStarted,
 )
-from chatwatch.observe.logs import get_logger
+from chatwatch.observe.logs.pipeline import get_logger
 
 __all__ = ["EventLogger"]
 

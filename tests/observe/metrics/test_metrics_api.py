@@ -16,8 +16,8 @@ from chatwatch.events import (
     QuickActionUsed,
     SessionStarted,
 )
-from chatwatch.observe import metrics_api
-from chatwatch.observe.metrics import ChatMetrics
+from chatwatch.observe.metrics import json_api as metrics_api
+from chatwatch.observe.metrics.recorder import ChatMetrics
 from tests.observe import factory as f
 
 COUNT_KEYS = {"total", "since_reset", "per_second"}

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chatwatch.config import parse_duration
-from chatwatch.observe.logs import LEVELS
+from chatwatch.observe.logs.pipeline import LEVELS
 
 __all__ = [
     "MAX_LIMIT",

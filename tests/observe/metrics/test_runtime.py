@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry
 
 from chatwatch.clock import FakeClock
 from chatwatch.events import EventBus
-from chatwatch.observe.metrics import ChatMetrics
-from chatwatch.observe.runtime import RuntimeMonitor, read_process
+from chatwatch.observe.metrics.recorder import ChatMetrics
+from chatwatch.observe.metrics.runtime import RuntimeMonitor, read_process
 from tests.observe import factory as f
 
 

@@ -13,9 +13,9 @@ from chatwatch.api.admin_metrics import build_admin_metrics_router, parse_time
 from chatwatch.clock import FakeClock
 from chatwatch.events import EventBus
 from chatwatch.observe.health import HealthChecker
-from chatwatch.observe.history import MetricsHistory
-from chatwatch.observe.metrics import ChatMetrics
-from chatwatch.observe.metrics_api import CATEGORIES, headline_of
+from chatwatch.observe.metrics.history import MetricsHistory
+from chatwatch.observe.metrics.json_api import CATEGORIES, headline_of
+from chatwatch.observe.metrics.recorder import ChatMetrics
 from chatwatch.store.db import Database
 from tests.observe import factory as f
 

@@ -21,8 +21,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as om_latest
 from prometheus_client.registry import Collector
 
-from chatwatch.observe.exposition import Exposition
-from chatwatch.observe.fastexpo import FastRenderer, registry_collectors
+from chatwatch.observe.metrics.exposition import Exposition
+from chatwatch.observe.metrics.fastexpo import FastRenderer, registry_collectors
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 

@@ -12,10 +12,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatwatch.observe.exposition import Exposition
-from chatwatch.observe.multiprocess import MULTIPROC_ENV, prepare_multiprocess, reap_dead_workers
+from chatwatch.observe.metrics.exposition import Exposition
+from chatwatch.observe.metrics.multiprocess import (
+    MULTIPROC_ENV,
+    prepare_multiprocess,
+    reap_dead_workers,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 WORKER = textwrap.dedent(
     """
@@ -23,8 +27,8 @@ WORKER = textwrap.dedent(
     from chatwatch.clock import SystemClock
     from chatwatch.config import MetricsSettings
     from chatwatch.events import EventBus
-    from chatwatch.observe.exposition import new_registry
-    from chatwatch.observe.metrics import ChatMetrics
+    from chatwatch.observe.metrics.exposition import new_registry
+    from chatwatch.observe.metrics.recorder import ChatMetrics
     from tests.observe import factory as f
 
     name = sys.argv[1]

@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from chatwatch.clock import Clock
 from chatwatch.config import LoggingSettings
-from chatwatch.observe.redaction import Sanitizer
+from chatwatch.observe.logs.redaction import Sanitizer
 
 __all__ = [
     "LEVELS",

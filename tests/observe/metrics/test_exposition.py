@@ -18,8 +18,8 @@ from chatwatch.api.metrics_endpoint import build_metrics_endpoint
 from chatwatch.clock import FakeClock
 from chatwatch.config import MetricsSettings
 from chatwatch.events import EventBus, SecurityEvent
-from chatwatch.observe.exposition import Exposition, new_registry
-from chatwatch.observe.metrics import ChatMetrics
+from chatwatch.observe.metrics.exposition import Exposition, new_registry
+from chatwatch.observe.metrics.recorder import ChatMetrics
 from tests.observe import factory as f
 from tests.observe.promtool import find_or_install_promtool
 

@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 
 from chatwatch.clock import FakeClock
-from chatwatch.observe.logquery import LogFilters, parse_filters
-from chatwatch.observe.logs import LogMetrics, get_logger
-from chatwatch.observe.logstore import LogStore
+from chatwatch.observe.logs.pipeline import LogMetrics, get_logger
+from chatwatch.observe.logs.query import LogFilters, parse_filters
+from chatwatch.observe.logs.store import LogStore
 from chatwatch.store.db import Database
 from tests.observe.logcapture import capture_logging
 from tests.observe.logstore_fixtures import make_record, migrated_db, new_store

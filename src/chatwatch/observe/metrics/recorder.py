@@ -42,8 +42,8 @@ from chatwatch.events import (
     SessionEnded,
     SessionStarted,
 )
-from chatwatch.observe.instruments import ALERT_SEVERITIES, ERROR_TYPES, ChatInstruments
-from chatwatch.observe.labels import (
+from chatwatch.observe.metrics.instruments import ALERT_SEVERITIES, ERROR_TYPES, ChatInstruments
+from chatwatch.observe.metrics.labels import (
     CLOSE_REASONS,
     ERROR_CODES,
     FAIL_REASONS,
@@ -58,7 +58,7 @@ from chatwatch.observe.labels import (
     LabelledCounter,
     counter_value,
 )
-from chatwatch.observe.windows import LatencySummary, LatencyWindow, SnapshotRing
+from chatwatch.observe.metrics.windows import LatencySummary, LatencyWindow, SnapshotRing
 
 __all__ = ["LATENCIES", "ChatMetrics", "Reading", "RuntimeReadings"]
 

@@ -36,8 +36,12 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
-from chatwatch.observe.fastexpo import FastRenderer, format_of, registry_collectors
-from chatwatch.observe.multiprocess import multiprocess_dir, reap_dead_workers, worker_started
+from chatwatch.observe.metrics.fastexpo import FastRenderer, format_of, registry_collectors
+from chatwatch.observe.metrics.multiprocess import (
+    multiprocess_dir,
+    reap_dead_workers,
+    worker_started,
+)
 
 __all__ = ["Exposition", "Scrape", "new_registry"]
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatwatch.observe.logs import add_secret, get_logger
-from chatwatch.observe.redaction import REDACTED, Sanitizer, is_sensitive_key
+from chatwatch.observe.logs.pipeline import add_secret, get_logger
+from chatwatch.observe.logs.redaction import REDACTED, Sanitizer, is_sensitive_key
 from tests.observe.logcapture import capture_logging
 
 JWT = (

@@ -23,7 +23,7 @@ from chatwatch.events import (
     SecurityEvent,
 )
 from chatwatch.observe.context import bind_message
-from chatwatch.observe.log_events import EventLogger
+from chatwatch.observe.logs.records import EventLogger
 from tests.observe import factory
 from tests.observe.logcapture import Captured, capture_logging
 

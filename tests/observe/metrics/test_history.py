@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from chatwatch.clock import FakeClock
-from chatwatch.observe.history import MetricsHistory
+from chatwatch.observe.metrics.history import MetricsHistory
 from chatwatch.store.db import Database
 from tests.observe.logstore_fixtures import migrated_db
 

@@ -17,7 +17,7 @@ from chatwatch.observe.context import (
     current_correlation_id,
     start_background_job,
 )
-from chatwatch.observe.logs import get_logger
+from chatwatch.observe.logs.pipeline import get_logger
 from tests.observe.logcapture import capture_logging
 
 REQUIRED = ("timestamp", "level", "event", "component", "correlation_id")

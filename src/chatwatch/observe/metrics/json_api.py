@@ -12,8 +12,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from chatwatch.observe.metrics import ChatMetrics, Reading
-from chatwatch.observe.runtime import read_process
+from chatwatch.observe.metrics.recorder import ChatMetrics, Reading
+from chatwatch.observe.metrics.runtime import read_process
 
 __all__ = [
     "CATEGORIES",

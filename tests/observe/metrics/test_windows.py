@@ -8,8 +8,8 @@ import pytest
 
 from chatwatch.clock import FakeClock
 from chatwatch.events import EventBus
-from chatwatch.observe.metrics import ChatMetrics
-from chatwatch.observe.windows import LatencyWindow, SnapshotRing, exact_quantile
+from chatwatch.observe.metrics.recorder import ChatMetrics
+from chatwatch.observe.metrics.windows import LatencyWindow, SnapshotRing, exact_quantile
 from tests.observe import factory as f
 
 

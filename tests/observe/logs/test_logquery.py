@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatwatch.observe.logquery import (
+from chatwatch.observe.logs.query import (
     And,
     LogQueryError,
     Or,

@@ -23,9 +23,9 @@ from chatwatch.events import (
     SecurityEvent,
     SessionStarted,
 )
-from chatwatch.observe.instruments import AI_LATENCY_BUCKETS
-from chatwatch.observe.labels import LabelCap
-from chatwatch.observe.metrics import ChatMetrics
+from chatwatch.observe.metrics.instruments import AI_LATENCY_BUCKETS
+from chatwatch.observe.metrics.labels import LabelCap
+from chatwatch.observe.metrics.recorder import ChatMetrics
 from tests.observe import factory as f
 
 

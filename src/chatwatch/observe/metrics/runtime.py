@@ -16,7 +16,7 @@ import psutil
 import structlog
 
 from chatwatch.clock import Clock
-from chatwatch.observe.metrics import ChatMetrics
+from chatwatch.observe.metrics.recorder import ChatMetrics
 
 __all__ = ["RuntimeMonitor", "read_process"]
 

@@ -16,8 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 __all__ = [
+    "AIBudgetChanged",
+    "AICircuitChanged",
+    "AIFallbackUsed",
     "AIRequestCompleted",
     "AIRequestFailed",
+    "AIRequestRetried",
     "AIRequestStarted",
     "AIUnpriced",
     "BroadcastSent",
@@ -35,7 +39,10 @@ __all__ = [
     "MessageProcessed",
     "MessageReceived",
     "MessageSent",
+    "MessageReplayed",
     "QuickActionUsed",
+    "RejectionsSuppressed",
+    "ReplyCancelled",
     "ResponseCompleted",
     "SecurityEvent",
     "SessionEnded",
@@ -189,7 +196,7 @@ class AIRequestFailed(Event):
     provider: str
     model: str
     correlation_id: str
-    outcome: str  # timeout | error
+    outcome: str  # an AIOutcome other than success/cancelled
     error_type: str
     detail: str
     duration_s: float
@@ -336,3 +343,103 @@ class CacheStored(Event):
 
     entries: int
     name = "cache.stored"
+
+
+# --- added by the chat-path work (issue 7) -------------------------------------------
+# Contract for the chat side (emitter) and metrics/logs/signals (listeners).
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyCancelled(Event):
+    """A reply stopped because the visitor left (closed the socket) mid-reply: no error.
+
+    ``stored`` says whether the reply was still stored (the AI call had finished).
+    Metrics: ``chat_replies_cancelled_total{reason}``; logged at info.
+    """
+
+    connection_id: str
+    session_id: str
+    correlation_id: str
+    reason: str  # client_closed
+    stored: bool
+    name = "message.cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReplayed(Event):
+    """A message id already stored in the session was sent again: its ack and reply (or
+    error) were replayed and no AI call was made. Metrics: ``chat_message_replays_total``."""
+
+    connection_id: str
+    session_id: str
+    correlation_id: str
+    name = "message.replayed"
+
+
+@dataclass(frozen=True, slots=True)
+class RejectionsSuppressed(Event):
+    """Bad frames past the connection's rate limit are counted, not logged one by one:
+    one summary per connection per interval. ``by_code`` maps an error code to a count."""
+
+    connection_id: str
+    user_id: str
+    client_ip: str
+    count: int
+    by_code: tuple[tuple[str, int], ...]
+    interval_s: float
+    name = "message.rejected.suppressed"
+
+
+@dataclass(frozen=True, slots=True)
+class AIRequestRetried(Event):
+    """The AI call failed before its first byte (429/5xx/connect) and is tried once more.
+    Metrics: ``chat_ai_retries_total{provider}``; logged at warning."""
+
+    provider: str
+    model: str
+    correlation_id: str
+    attempt: int  # the attempt about to start (2 for the first retry)
+    reason: str
+    delay_s: float
+    name = "ai.request.retried"
+
+
+@dataclass(frozen=True, slots=True)
+class AICircuitChanged(Event):
+    """The AI circuit breaker changed state: ``closed`` → ``open`` after repeated failures,
+    ``open`` → ``half_open`` after the cool-off (one probe), then ``closed`` or ``open``.
+    Metrics: gauge ``chat_ai_circuit_state{provider}`` (0 closed, 1 half_open, 2 open) and
+    ``chat_ai_circuit_transitions_total{provider,state}``; logged (open at error, the rest
+    at warning/info); health: ``ai_provider`` at least degraded while not closed."""
+
+    provider: str
+    state: str  # closed | open | half_open
+    previous: str
+    consecutive_failures: int
+    open_for_s: float  # the cool-off when state == open, else 0
+    name = "ai.circuit.changed"
+
+
+@dataclass(frozen=True, slots=True)
+class AIFallbackUsed(Event):
+    """The configured fallback (``ai.fallback = "builtin"``) answered instead of the
+    upstream. Metrics: ``chat_ai_fallback_total{reason}``; logged at warning."""
+
+    provider: str  # the primary provider that was skipped or failed
+    fallback_model: str
+    correlation_id: str
+    reason: str  # an AIOutcome: error | timeout | invalid_reply | circuit_open | budget_exceeded
+    name = "ai.fallback.used"
+
+
+@dataclass(frozen=True, slots=True)
+class AIBudgetChanged(Event):
+    """Today's (UTC) AI spend crossed a mark of ``ai.daily_budget_usd``: ``warning`` (80%),
+    ``exhausted`` (100%, AI calls stop until the next UTC day) or ``reset`` (a new day).
+    Metrics: gauge ``chat_ai_budget_used_ratio``; logged (warning / error / info)."""
+
+    state: str  # warning | exhausted | reset
+    spent_usd: float
+    budget_usd: float
+    day: str  # YYYY-MM-DD (UTC)
+    name = "ai.budget.changed"

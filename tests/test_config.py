@@ -58,6 +58,7 @@ def test_defaults_match_the_spec_table() -> None:
         "logging.level": s.logging.level,
         "logging.format": s.logging.format,
         "logging.retention_days": s.logging.retention_days,
+        "store.retention_days": s.store.retention_days,
         "alerts.evaluation_interval": s.alerts.evaluation_interval,
         "alerts.channels": s.alerts.channels,
     }
@@ -82,6 +83,7 @@ def test_defaults_match_the_spec_table() -> None:
         "logging.level": "INFO",
         "logging.format": "json",
         "logging.retention_days": 7.0,
+        "store.retention_days": 90.0,
         "alerts.evaluation_interval": 15.0,
         "alerts.channels": [],
     }
@@ -237,6 +239,9 @@ def test_unknown_key_under_env_dict_fails_naming_it(monkeypatch: pytest.MonkeyPa
         ("[cache]\nttl = -5\n", "cache.ttl"),
         ("[limits]\nmax_message_bytes = 0\n", "limits.max_message_bytes"),
         ('[metrics]\nwindow = "0s"\n', "metrics.window"),
+        ("[store]\nretention_days = 0\n", "store.retention_days"),
+        ("[store]\nretention_days = inf\n", "store.retention_days"),
+        ('[store]\npurge_interval = "5x"\n', "store.purge_interval"),
         (
             '[[alerts.rules]]\nname = "r"\nsignal = "error_rate"\nop = "=="\nthreshold = 1\n',
             "alerts.rules.0.op",
@@ -351,3 +356,12 @@ def test_infinite_ai_timeout_in_file_is_refused(tmp_path: Path) -> None:
     """ai.timeout = inf (a TOML float) would let a stalled provider hang a socket: it is named."""
     message = config_error(write_toml(tmp_path, "[ai]\ntimeout = inf\n"))
     assert "ai.timeout" in message, message
+
+
+def test_store_retention_from_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """store.retention_days and store.purge_interval (a duration) come from file and env."""
+    path = write_toml(tmp_path, '[store]\nretention_days = 30\npurge_interval = "15m"\n')
+    s = load_settings(path)
+    assert (s.store.retention_days, s.store.purge_interval) == (30.0, 900.0)
+    monkeypatch.setenv("CHATWATCH_STORE__RETENTION_DAYS", "7")
+    assert load_settings(path).store.retention_days == 7.0

@@ -20,6 +20,7 @@ from chatwatch.api import admin_chat, admin_page, chat_history, chat_ws, health
 from chatwatch.api import auth as auth_api
 from chatwatch.api.admin_logs import build_admin_logs_router
 from chatwatch.api.admin_metrics import build_admin_metrics_router
+from chatwatch.api.admin_users import build_admin_users_router
 from chatwatch.api.correlation import CorrelationMiddleware
 from chatwatch.api.deps import require_admin
 from chatwatch.api.metrics_endpoint import build_metrics_endpoint
@@ -47,6 +48,7 @@ from chatwatch.observe.security import SecurityMonitor
 from chatwatch.services import Services
 from chatwatch.store.chat_store import ChatStore
 from chatwatch.store.db import Database
+from chatwatch.store.retention import Retention
 
 __all__ = ["Secrets", "build_app", "resolve_secrets"]
 
@@ -160,6 +162,12 @@ def build_app(
     health_checker = HealthChecker(db.ping, metrics)
     metrics_endpoint = build_metrics_endpoint(registry, settings.metrics, bus=bus)
     store = ChatStore(db)
+    retention = Retention(
+        db,
+        clock,
+        retention_days=settings.store.retention_days,
+        interval=settings.store.purge_interval,
+    )
     ai_provider = provider or _provider(settings)
     cache = _cache(settings, bus, clock)
     consultant = Consultant(
@@ -207,6 +215,7 @@ def build_app(
         runtime.start()
 
         background.append(asyncio.create_task(history.run(), name="metrics-history"))
+        background.append(asyncio.create_task(retention.run(), name="store-retention"))
         if settings.ai.provider == "builtin":
             from chatwatch.chat import tokens
 
@@ -255,6 +264,11 @@ def build_app(
     )
     app.include_router(
         build_admin_logs_router(logstore), prefix="/api/v1/admin/chat", dependencies=admin
+    )
+    app.include_router(
+        build_admin_users_router(retention, logstore.flush),
+        prefix="/api/v1/admin/chat",
+        dependencies=admin,
     )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -1,7 +1,9 @@
-"""The ``chatwatch`` command: serve, token, loadtest."""
+"""The ``chatwatch`` command: serve, token, loadtest, erase."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -109,6 +111,44 @@ def token(
 
 
 register_loadtest(app)
+
+
+@app.command()
+def erase(
+    user: Annotated[str, typer.Option("--user", help="The user id to erase.")],
+    config: ConfigOption = None,
+) -> None:
+    """Erase a user's sessions, messages and stored log records; print how many (JSON).
+
+    Exit 1 when nothing is stored about the user, 2 for a malformed id or configuration.
+    """
+    settings = _settings(config)
+    from chatwatch.api.admin_users import check_user_id
+
+    try:
+        check_user_id(user)
+    except ValueError as err:
+        typer.echo(f"chatwatch: --user: {err}", err=True)
+        raise typer.Exit(2) from None
+    erased = asyncio.run(_erase(settings, user))
+    if erased is None:
+        typer.echo(f"chatwatch: no such user: {user}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(erased))
+
+
+async def _erase(settings: Settings, user_id: str) -> dict[str, Any] | None:
+    from chatwatch.clock import SystemClock
+    from chatwatch.store.db import Database
+    from chatwatch.store.retention import Retention
+
+    db = Database(settings.database_url)
+    try:
+        await db.migrate()
+        erased = await Retention(db, SystemClock()).erase_user(user_id)
+    finally:
+        await db.dispose()
+    return None if erased is None else erased.as_json()
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "RedisSettings",
     "ServerSettings",
     "Settings",
+    "StoreSettings",
     "load_settings",
     "parse_duration",
 ]
@@ -195,6 +196,21 @@ class MetricsSettings(_Section):
         return parse_duration(v)
 
 
+class StoreSettings(_Section):
+    retention_days: float = Field(
+        90.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="sessions and messages older than this are deleted",
+    )
+    purge_interval: float = Field(3600.0, gt=0, description="seconds between retention purges")
+
+    @field_validator("purge_interval", mode="before")
+    @classmethod
+    def _interval(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     format: Literal["json", "console"] = "json"
@@ -294,6 +310,7 @@ class Settings(BaseSettings):
     ai: AISettings = Field(default_factory=AISettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)

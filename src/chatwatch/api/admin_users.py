@@ -1,0 +1,51 @@
+"""``DELETE /users/{id}`` (under ``/api/v1/admin/chat``): the right to erasure.
+
+Removes the user's sessions, messages and stored log records and answers how many of
+each: ``{"user_id", "sessions", "messages", "log_records"}``. 404 when nothing is stored
+about the id, 400 when it cannot be a user id at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+
+from chatwatch.store.retention import Retention
+
+__all__ = ["MAX_USER_ID", "build_admin_users_router", "check_user_id"]
+
+MAX_USER_ID = 64  # users.id is VARCHAR(64); tokens are minted for 1-64 character names
+
+
+def check_user_id(user_id: str) -> str:
+    """``user_id`` if it could name a stored user; ValueError saying why not."""
+    if not 1 <= len(user_id) <= MAX_USER_ID:
+        raise ValueError(f"user_id: must be 1-{MAX_USER_ID} characters")
+    if not user_id.isprintable():
+        raise ValueError("user_id: control characters are not allowed")
+    return user_id
+
+
+def build_admin_users_router(
+    retention: Retention, flush_logs: Callable[[], Awaitable[None]]
+) -> APIRouter:
+    """The erasure route; ``flush_logs`` writes queued log records first, so that none of
+    the user's is stored after the erasure counted them."""
+    router = APIRouter(tags=["admin", "users"])
+
+    @router.delete("/users/{user_id}")
+    async def erase_user(user_id: str) -> dict[str, Any]:
+        """Erase a user's sessions, messages and log records; say how many of each."""
+        try:
+            check_user_id(user_id)
+        except ValueError as err:
+            raise HTTPException(status_code=400, detail=str(err)) from None
+        await flush_logs()
+        erased = await retention.erase_user(user_id)
+        if erased is None:
+            raise HTTPException(status_code=404, detail="user_id: no such user")
+        return erased.as_json()
+
+    return router

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
 from chatwatch.correlation import valid_correlation_id
+from chatwatch.vocabulary import ErrorCode, QuickActionName
 
 __all__ = [
     "QUICK_ACTIONS",
@@ -21,25 +22,16 @@ __all__ = [
     "parse_frame",
 ]
 
-QUICK_ACTIONS = ("pricing", "services", "book_consultation", "talk_to_human", "contact")
+QUICK_ACTIONS: tuple[str, ...] = tuple(QuickActionName)
 MAX_ID_CHARS = 64
-
-ErrorCode = Literal[
-    "invalid_json",
-    "invalid_frame",
-    "message_too_large",
-    "rate_limited",
-    "ai_unavailable",
-    "internal",
-]
 
 
 class ProtocolError(Exception):
     """A client frame that cannot be accepted; becomes an ``error`` frame."""
 
-    def __init__(self, code: ErrorCode, message: str, reply_to: str | None = None) -> None:
+    def __init__(self, code: str, message: str, reply_to: str | None = None) -> None:
         super().__init__(message)
-        self.code: ErrorCode = code
+        self.code = ErrorCode(code)
         self.message = message
         self.reply_to = reply_to
 

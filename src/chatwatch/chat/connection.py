@@ -367,7 +367,7 @@ class ChatConnection:
                         exception=err,
                     )
                 )
-                with contextlib.suppress(ClientGone):
+                with contextlib.suppress(Exception):  # reported above; never kill the worker
                     await self._fail(job, ErrorCode.INTERNAL, INTERNAL_MESSAGE)
             finally:
                 self._current = None

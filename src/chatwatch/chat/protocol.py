@@ -77,7 +77,7 @@ def parse_frame(raw: str | bytes, max_message_bytes: int) -> ClientFrame:
         raise ProtocolError("invalid_frame", "a frame must be a JSON object")
     kind = data.get("type")
     raw_id = data.get("id")
-    reply_to = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_ID_CHARS else None
+    reply_to = raw_id if _usable_id(raw_id) else None
     if kind == "ping":
         return Ping()
     if kind not in ("message", "quick_action"):
@@ -91,6 +91,9 @@ def parse_frame(raw: str | bytes, max_message_bytes: int) -> ClientFrame:
         raise ProtocolError("invalid_frame", "field 'id' must be a non-empty string")
     if len(raw_id) > MAX_ID_CHARS:
         raise ProtocolError("invalid_frame", f"field 'id' is longer than {MAX_ID_CHARS} chars")
+    if not raw_id.isprintable():
+        # Control characters or lone surrogates ("\\ud800") cannot be stored or echoed back.
+        raise ProtocolError("invalid_frame", "field 'id' must be printable text")
     # Like X-Correlation-ID on HTTP (SPEC §5): the client's when valid, else a new one.
     raw_corr = data.get("correlation_id")
     corr = raw_corr if valid_correlation_id(raw_corr) else None
@@ -137,9 +140,18 @@ def _loads_with_surrogates(raw: str) -> Any:
         raise ProtocolError("invalid_json", f"frame is not valid JSON: {err}") from None
 
 
+def _usable_id(raw: object) -> bool:
+    """An id that can be echoed back as ``reply_to``."""
+    return isinstance(raw, str) and 0 < len(raw) <= MAX_ID_CHARS and raw.isprintable()
+
+
 def encode(frame: dict[str, Any]) -> str:
     """Serialise a server frame."""
-    return orjson.dumps(frame).decode()
+    try:
+        return orjson.dumps(frame).decode()
+    except TypeError:
+        # A lone surrogate in some text: JSON can carry it escaped, which orjson refuses.
+        return json.dumps(frame, ensure_ascii=True, separators=(",", ":"))
 
 
 def error_frame(

@@ -12,8 +12,7 @@ from chatwatch.chat.retrieval import BM25Index, stem, tokenize
 
 def _index() -> tuple[tuple[Passage, ...], BM25Index]:
     passages = load_passages()
-    # Titles count twice, as in BuiltinProvider.
-    return passages, BM25Index([tokenize(f"{p.title}\n{p.title}\n{p.text}") for p in passages])
+    return passages, BM25Index([tokenize(p.search_text) for p in passages])
 
 
 def _best(question: str) -> Passage:
@@ -126,3 +125,14 @@ def test_empty_index_is_harmless() -> None:
     index = BM25Index([])
     assert len(index) == 0
     assert index.search({"cloud": 1.0}) == []
+
+
+def test_keywords_lines_are_indexed_but_not_shown() -> None:
+    """A ``Keywords:`` line helps find its passage but never becomes part of its text."""
+    doc = "# T\n## Paying us\nKeywords: invoice, card\nInvoices are due in 30 days.\n## Next\nX.\n"
+    first, second = parse_passages("demo", doc)
+    assert first.text == "Invoices are due in 30 days."
+    assert first.keywords == "invoice, card"
+    assert "card" in first.search_text
+    assert second.keywords == ""
+    assert all("Keywords:" not in p.text for p in load_passages())

@@ -135,10 +135,7 @@ class BuiltinProvider(AIProvider):
         missing = [pid for pid in _ACTION_PASSAGES.values() if pid not in self._by_id]
         if missing:
             raise AIProviderError(f"knowledge base lacks passages: {', '.join(missing)}")
-        # Titles count twice: a heading names its passage better than any body word.
-        self._index = BM25Index(
-            [tokenize(f"{p.title}\n{p.title}\n{p.text}") for p in self._passages]
-        )
+        self._index = BM25Index([tokenize(p.search_text) for p in self._passages])
 
     async def stream(self, request: AIRequest) -> AsyncIterator[TextDelta | Completion]:
         """Yield the reply a few words at a time, then one Completion with estimated usage."""

@@ -50,7 +50,8 @@ think thought guess mind say said ask asking asked explain please kindly able po
 another other different else big bigger biggest large larger huge little number numbers
 many option options choice choices build create make develop implement come comes later
 im ive id youre youve weve whats wheres whens hows theres thats dont doesnt cant wont
-might may must shall rather best better good great nice policy policies plus
+might may must shall rather best better good great nice policy policies plus extra
+additional around came went re instead figure decide decided wonder
 monday tuesday wednesday thursday friday today tomorrow tonight morning afternoon evening
 """
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
@@ -59,7 +60,7 @@ _FILLER = frozenset(_FILLER_TEXT.split())
 # Phrases whose meaning is lost once their words are dropped as stopwords, or that mean
 # something other than their words; matched on the case-folded words, stopwords kept.
 _PHRASES = {
-    r"how much": "price",
+    r"how much|what's the damage": "price",
     r"how long have you been (?:in business|around|going|trading|operating)|how old is": (
         "founded"
     ),
@@ -99,6 +100,10 @@ _PHRASES = {
     r"(?:day|daily|hourly) rates?|per (?:day|hour)|by the (?:day|hour)": "dayrate",
     r"(?:look|check|go) (?:over|at|into|through)|have a look": "review",
     r"up ?front|in advance": "advance",
+    r"(?:can't|cannot|can not|won't|unable to) (?:make|attend|come)": "reschedule",
+    r"24 ?7|around the clock|round the clock|24 hours a day": "aroundtheclock",
+    # A date in a request ("move our call to next week") is a detail, not a subject.
+    r"(?:next|this|last|the following|coming) (?:week|month|year)|later on|some ?time": "",
     r"proof of concept": "poc",
     r"artificial intelligence|machine learning": "ai",
     r"non ?profit|not for profit": "charity",
@@ -121,10 +126,11 @@ _SYNONYM_TEXT = {
     "email": "mail",
     "office": "address premises",
     "organisation": "organization company firm business org enterprise sme",
-    "staff": "people employee headcount workforce personnel",
+    "staff": "people employee headcount workforce personnel colleague coworker",
     "consultant": "developer engineer expert specialist advisor adviser",
     "timeline": "duration timeframe timescale",
     "offer": "provide",
+    "service": "specialise specialize specialism speciality specialty",
     "security": "cybersecurity cyber audit",
     "automation": "automate workflow",
     "training": "course class lesson teach",
@@ -170,8 +176,13 @@ def stem(word: str) -> str:
 
 
 # Words whose stem is shared with another sense: Snowball makes "consultation" (a meeting
-# to book) and "consultant" (a person) both "consult".
-_WORD_SENSES = {"consultation": "appointment", "consultations": "appointment"}
+# to book) and "consultant" (a person) both "consult", and "responsible" (in charge) and
+# "response" (a reply) both "respons".
+_WORD_SENSES = {
+    "consultation": "appointment",
+    "consultations": "appointment",
+    "responsible": "lead",
+}
 
 
 def _synonyms() -> dict[str, str]:

@@ -176,7 +176,7 @@ async def test_unreadable_store_counts_from_zero_and_says_so(
     )
 
 
-# --- the stored figure ----------------------------------------------------------------------
+# --- the stored figure -------------------------------------------------------------------
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

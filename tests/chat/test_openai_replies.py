@@ -76,7 +76,7 @@ async def make_provider(fake_openai: FakeOpenAI) -> AsyncIterator[MakeProvider]:
         await provider.aclose()
 
 
-# --- nothing but AIProviderError escapes --------------------------------------------------
+# --- nothing but AIProviderError escapes -------------------------------------------------
 
 
 async def test_api_key_with_unicode_ellipsis_is_a_provider_error(
@@ -115,7 +115,7 @@ async def test_unexpected_exception_from_the_transport_is_a_provider_error() -> 
     assert (type(err), isinstance(err.__cause__, RuntimeError)) == (AIProviderError, True)
 
 
-# --- empty or malformed replies are invalid_reply -------------------------------------------
+# --- empty or malformed replies are invalid_reply ----------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -222,7 +222,7 @@ async def test_upstream_error_chunk_is_an_error_not_invalid(
     assert (err.reason, "overloaded" in err.detail) == (AIOutcome.ERROR, True)
 
 
-# --- what is worth a retry --------------------------------------------------------------------
+# --- what is worth a retry ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

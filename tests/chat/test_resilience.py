@@ -208,7 +208,7 @@ def test_breaker_refuses_nonsense_settings(clock: FakeClock) -> None:
         CircuitBreaker(failures=1, cooloff=-1, clock=clock)
 
 
-# --- the retry policy ---------------------------------------------------------------------
+# --- the retry policy --------------------------------------------------------------------
 
 
 def retryable(retry_after: float | None = None) -> AIProviderError:

@@ -11,12 +11,11 @@ visitor, the configured fallback (the built-in consultant) answers instead; othe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
+from chatwatch.chat.attempt import Answer, OnDelta, Outlet, call_once
 from chatwatch.chat.budget import DailyBudget
 from chatwatch.chat.cache import CachedReply, ResponseCache, cache_key
 from chatwatch.chat.pricing import PriceBook
@@ -24,10 +23,7 @@ from chatwatch.chat.providers.base import (
     AIProvider,
     AIProviderError,
     AIRequest,
-    AITimeout,
     ChatTurn,
-    Completion,
-    TextDelta,
 )
 from chatwatch.chat.resilience import CircuitBreaker, CircuitState, RetryPolicy
 from chatwatch.clock import Clock
@@ -48,13 +44,7 @@ from chatwatch.vocabulary import AIOutcome, ErrorCode, ErrorType
 
 __all__ = ["Consultant", "Reply"]
 
-OnDelta = Callable[[str], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
-T = TypeVar("T")
-
-# A provider that ignores ``AIRequest.deadline`` is cut off this long after it; providers
-# that honour it time out first, with a message saying which wait ran out.
-_DEADLINE_GRACE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,38 +63,6 @@ class Reply:
     estimated_usage: bool
     # Set when the fallback answered instead of the primary: why the primary did not.
     fallback: AIOutcome | None = None
-
-
-class _Outlet:
-    """The visitor's end of the stream: knows whether any text of a reply reached them.
-
-    Leading whitespace is held back until real text follows, so a reply that turns out
-    empty (or fails before its first word) has shown the visitor nothing and may still
-    be retried or answered by the fallback.
-    """
-
-    def __init__(self, on_delta: OnDelta) -> None:
-        self._on_delta = on_delta
-        self._held = ""
-        self.sent_text = False
-
-    async def send(self, text: str) -> None:
-        if not self.sent_text and not text.strip():
-            self._held += text
-            return
-        text, self._held = self._held + text, ""
-        self.sent_text = True  # before the await: a send that fails midway may still arrive
-        await self._on_delta(text)
-
-    def discard(self) -> None:
-        """Forget held-back whitespace of an attempt that failed."""
-        self._held = ""
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    completion: Completion
-    first_token_s: float | None
 
 
 class Consultant:
@@ -177,7 +135,7 @@ class Consultant:
                     handoff=hit.handoff,
                     estimated_usage=False,
                 )
-        reply = await self._answer(turns, correlation_id, _Outlet(on_delta), quick_action, started)
+        reply = await self._answer(turns, correlation_id, Outlet(on_delta), quick_action, started)
         # A fallback answer is a stop-gap: caching it would keep serving it after recovery.
         if self._cache is not None and key is not None and reply.fallback is None:
             await self._cache.set(
@@ -198,7 +156,7 @@ class Consultant:
         self,
         turns: Sequence[ChatTurn],
         correlation_id: str,
-        out: _Outlet,
+        out: Outlet,
         quick_action: str | None,
         started: float,
     ) -> Reply:
@@ -222,7 +180,7 @@ class Consultant:
         self,
         turns: Sequence[ChatTurn],
         correlation_id: str,
-        out: _Outlet,
+        out: Outlet,
         quick_action: str | None,
         started: float,
     ) -> Reply:
@@ -291,7 +249,7 @@ class Consultant:
         reason: AIOutcome,
         turns: Sequence[ChatTurn],
         correlation_id: str,
-        out: _Outlet,
+        out: Outlet,
         quick_action: str | None,
         started: float,
     ) -> Reply:
@@ -312,11 +270,13 @@ class Consultant:
             )
         )
         try:
-            answer = await self._attempt(
+            answer = await call_once(
                 fallback,
                 self._request(turns, correlation_id, quick_action, self._deadline()),
                 out,
+                self._clock,
                 started,
+                self._timeout,
             )
         except AIProviderError as err:
             self._emit_failed(fallback.name, fallback.model, correlation_id, err, started)
@@ -330,10 +290,10 @@ class Consultant:
         provider: AIProvider,
         turns: Sequence[ChatTurn],
         correlation_id: str,
-        out: _Outlet,
+        out: Outlet,
         quick_action: str | None,
         started: float,
-    ) -> _Answer:
+    ) -> Answer:
         """Call the provider, trying again on a retryable failure before any text was sent."""
         deadline = self._deadline()
         loop = asyncio.get_running_loop()
@@ -341,7 +301,7 @@ class Consultant:
         while True:
             request = self._request(turns, correlation_id, quick_action, deadline)
             try:
-                return await self._attempt(provider, request, out, started)
+                return await call_once(provider, request, out, self._clock, started, self._timeout)
             except AIProviderError as err:
                 if out.sent_text or self._retry is None:
                     raise
@@ -361,32 +321,6 @@ class Consultant:
                     )
                 )
                 await self._sleep(delay)
-
-    async def _attempt(
-        self, provider: AIProvider, request: AIRequest, out: _Outlet, started: float
-    ) -> _Answer:
-        """One provider call, bounded by the request's deadline (plus a grace)."""
-        assert request.deadline is not None
-        first_token: float | None = None
-        completion: Completion | None = None
-        try:
-            async with asyncio.timeout_at(request.deadline + _DEADLINE_GRACE_S):
-                async with _closing(provider.stream(request)) as items:
-                    async for item in items:
-                        if isinstance(item, TextDelta):
-                            if first_token is None:
-                                first_token = self._clock.monotonic() - started
-                            if item.text:
-                                await out.send(item.text)
-                        else:
-                            completion = item
-        except TimeoutError:
-            raise AITimeout(f"no complete reply within {self._timeout:g}s") from None
-        if completion is None:
-            raise AIProviderError("the provider ended without a completion")
-        if not completion.content.strip():
-            raise AIProviderError("the provider's reply was empty", reason=AIOutcome.INVALID_REPLY)
-        return _Answer(completion, first_token)
 
     def _deadline(self) -> float:
         return asyncio.get_running_loop().time() + self._timeout
@@ -449,7 +383,7 @@ class Consultant:
         self,
         provider: str,
         correlation_id: str,
-        answer: _Answer,
+        answer: Answer,
         cost: float,
         priced: bool,
         started: float,
@@ -483,14 +417,3 @@ class Consultant:
             handoff=completion.handoff,
             estimated_usage=completion.estimated_usage,
         )
-
-
-@contextlib.asynccontextmanager
-async def _closing(items: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
-    """Close a provider's stream promptly however the loop over it ends (timeout, error)."""
-    try:
-        yield items
-    finally:
-        aclose = getattr(items, "aclose", None)
-        if aclose is not None:
-            await aclose()

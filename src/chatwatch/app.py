@@ -34,6 +34,7 @@ from chatwatch.chat.pricing import PriceBook
 from chatwatch.chat.providers.base import AIProvider
 from chatwatch.chat.providers.builtin import BuiltinProvider
 from chatwatch.chat.resilience import CircuitBreaker, RetryPolicy
+from chatwatch.chat.sessions import Sessions
 from chatwatch.clock import Clock, SystemClock
 from chatwatch.config import Settings
 from chatwatch.events import CacheEvicted, Event, EventBus
@@ -213,6 +214,7 @@ def build_app(
         store=store,
         auth=Authenticator(secrets.jwt_secret, secrets.admin_token, clock),
         hub=hub,
+        sessions=Sessions(store, bus, clock, context_messages=settings.ai.max_context_messages),
         chat=ChatDeps(
             bus=bus,
             clock=clock,

@@ -1,6 +1,6 @@
 """``DELETE /api/v1/admin/chat/users/{id}`` on the real server: erasure over HTTP.
 
-SQLite and a PostgreSQL database of the test's own; logging at INFO so that chatting
+SQLite and PostgreSQL; logging at INFO so that chatting
 stores log records carrying the guest's user_id.
 """
 
@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import LiveServer, LiveServerFactory
 from tests.e2e.client import open_chat
-from tests.fakes.pgdatabase import fresh_postgres_url
+from tests.fakes.services import require_postgres
 
 USERS = "/api/v1/admin/chat/users"
 LOGS = "/api/v1/admin/chat/logs"
@@ -24,15 +24,13 @@ LOGS = "/api/v1/admin/chat/logs"
 async def server(
     request: pytest.FixtureRequest, live_server_factory: LiveServerFactory
 ) -> AsyncIterator[LiveServer]:
-    """The real app at log level INFO, on SQLite or on a fresh PostgreSQL database."""
+    """The real app at log level INFO, on SQLite or on PostgreSQL."""
     if request.param == "sqlite":
         async with live_server_factory(logging={"level": "INFO"}) as srv:
             yield srv
         return
-    async with (
-        fresh_postgres_url() as url,
-        live_server_factory(database={"url": url}, logging={"level": "INFO"}) as srv,
-    ):
+    url = require_postgres()
+    async with live_server_factory(database={"url": url}, logging={"level": "INFO"}) as srv:
         yield srv
 
 

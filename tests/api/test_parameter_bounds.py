@@ -1,8 +1,8 @@
 """Every time, limit, cursor and ``after`` parameter over HTTP on the real app: a bad value
 is a 400 naming the parameter, a value at the edge of the range is answered, none is a 500.
 
-Runs the real server (``tests/conftest.py``) on SQLite and on a PostgreSQL database of its
-own. Before the fix, ``logs?since=1e10``, ``until=5e10``, ``since=9999-12-31T00:00:00Z``,
+Runs the real server (``tests/conftest.py``) on SQLite and on PostgreSQL. Before the
+fix, ``logs?since=1e10``, ``until=5e10``, ``since=9999-12-31T00:00:00Z``,
 ``since=0001-01-01T00:00:00Z``, ``since=99999999w``, a 19-digit cursor, ``limit=²``,
 ``logs/stats?until=5e10`` and a guest's ``messages?after=9223372036854775808`` were 500s
 (OverflowError from SQLite), and an RFC 3339 time without a zone was a 400 in one API and
@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import LiveServer, LiveServerFactory
 from tests.e2e.client import open_chat
-from tests.fakes.pgdatabase import fresh_postgres_url
+from tests.fakes.services import require_postgres
 
 ADMIN = "/api/v1/admin/chat"
 LONG = "9" * 5000
@@ -109,12 +109,12 @@ BAD_AFTERS = [
 async def server(
     request: pytest.FixtureRequest, live_server_factory: LiveServerFactory
 ) -> AsyncIterator[LiveServer]:
-    """The real app on SQLite, or on a fresh PostgreSQL database."""
+    """The real app on SQLite, or on PostgreSQL."""
     if request.param == "sqlite":
         async with live_server_factory() as srv:
             yield srv
         return
-    async with fresh_postgres_url() as url, live_server_factory(database={"url": url}) as srv:
+    async with live_server_factory(database={"url": require_postgres()}) as srv:
         yield srv
 
 

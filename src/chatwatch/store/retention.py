@@ -14,7 +14,7 @@ Every delete is a short transaction over a bounded set of primary keys (``chunk`
 or a ``log_scan`` range of log record ids), with a pause between transactions, so a
 large purge never holds the database — SQLite's single write lock above all — for long
 while visitors' messages and log batches wait to be written. The candidate rows are
-found through indexes (migration 0004), and each delete re-checks its condition.
+found through indexes (migration 0005), and each delete re-checks its condition.
 """
 
 from __future__ import annotations

@@ -3,18 +3,16 @@
 Without them every purge chunk would scan the whole messages or sessions table to find
 the expired rows; with them it reads just the rows it deletes (store/retention.py).
 
-Revision ID: 0004_retention
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-# A distinctive id: should another branch also add a "0004", Alembic reports two heads
-# at start instead of taking one for the other and silently skipping it.
-revision = "0004_retention"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

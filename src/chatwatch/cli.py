@@ -120,17 +120,22 @@ def erase(
 ) -> None:
     """Erase a user's sessions, messages and stored log records; print how many (JSON).
 
-    Exit 1 when nothing is stored about the user, 2 for a malformed id or configuration.
+    Exit 1 when nothing is stored about the user (or they wrote meanwhile: run it again),
+    2 for a malformed id or configuration.
     """
     settings = _settings(config)
-    from chatwatch.api.admin_users import check_user_id
+    from chatwatch.store.retention import ErasureConflict, check_user_id
 
     try:
         check_user_id(user)
     except ValueError as err:
         typer.echo(f"chatwatch: --user: {err}", err=True)
         raise typer.Exit(2) from None
-    erased = asyncio.run(_erase(settings, user))
+    try:
+        erased = asyncio.run(_erase(settings, user))
+    except ErasureConflict:
+        typer.echo(f"chatwatch: {user} wrote while being erased; run erase again", err=True)
+        raise typer.Exit(1) from None
     if erased is None:
         typer.echo(f"chatwatch: no such user: {user}", err=True)
         raise typer.Exit(1)

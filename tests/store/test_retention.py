@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -20,7 +21,13 @@ from chatwatch.observe.logs.pipeline import LogMetrics
 from chatwatch.store.chat_store import ChatStore
 from chatwatch.store.db import Database
 from chatwatch.store.log_tables import log_records
-from chatwatch.store.retention import Erasure, PurgeResult, Retention
+from chatwatch.store.retention import (
+    Erasure,
+    ErasureConflict,
+    PurgeResult,
+    Retention,
+    check_user_id,
+)
 from chatwatch.store.tables import messages, sessions, users
 from tests.observe.logstore_fixtures import make_record, migrated_db, new_store
 
@@ -223,3 +230,41 @@ async def test_erasure_of_a_user_known_only_from_logs(db: Database, clock: FakeC
     assert await retention.erase_user("guest-logs-only") == Erasure("guest-logs-only", 0, 0, 2)
     assert await retention.erase_user("nobody-at-all") is None
     assert await count(db, log_records) == 1
+
+
+class WritesDuringErasure(Retention):
+    """Retention where the user sends one more message just after their messages went."""
+
+    def __init__(self, *args: Any, store: ChatStore, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.store = store
+
+    async def _erase_messages(self, session_ids: Sequence[str]) -> int:
+        deleted = await super()._erase_messages(session_ids)
+        await self.store.add_message(
+            session_id=session_ids[0], role="user", correlation_id="late", content="x", now=1.0
+        )
+        return deleted
+
+
+async def test_a_user_writing_during_erasure_is_a_conflict_not_a_partial_success(
+    db: Database, clock: FakeClock
+) -> None:
+    """A message stored between erasing the messages and the session is an ErasureConflict
+    (the session stays; the answer does not claim it went); erasing again finishes the job."""
+    store = ChatStore(db)
+    await session_with(store, "guest-w", clock.time(), [clock.time()] * 2)
+    await store_logs(db, clock, {"guest-w": 2})
+    racing = WritesDuringErasure(db, clock, sleep=NoSleep(), store=store)
+    with pytest.raises(ErasureConflict):
+        await racing.erase_user("guest-w")
+    assert await count(db, log_records) == 0  # the log records go regardless
+    again = await Retention(db, clock, sleep=NoSleep()).erase_user("guest-w")
+    assert again == Erasure("guest-w", sessions=1, messages=1, log_records=0)
+
+
+@pytest.mark.parametrize("user_id", ["", "x" * 65, "a\x00b", "line\nbreak"])
+def test_ids_no_user_can_have_are_refused(user_id: str) -> None:
+    """Empty, over 64 characters, or with control characters: a ValueError naming user_id."""
+    with pytest.raises(ValueError, match=r"^user_id: "):
+        check_user_id(user_id)

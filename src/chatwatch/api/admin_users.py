@@ -2,7 +2,7 @@
 
 Removes the user's sessions, messages and stored log records and answers how many of
 each: ``{"user_id", "sessions", "messages", "log_records"}``. 404 when nothing is stored
-about the id, 400 when it cannot be a user id at all.
+about the id, 400 when it cannot be a user id at all, 409 when the user wrote meanwhile.
 """
 
 from __future__ import annotations
@@ -12,20 +12,9 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from chatwatch.store.retention import Retention
+from chatwatch.store.retention import ErasureConflict, Retention, check_user_id
 
-__all__ = ["MAX_USER_ID", "build_admin_users_router", "check_user_id"]
-
-MAX_USER_ID = 64  # users.id is VARCHAR(64); tokens are minted for 1-64 character names
-
-
-def check_user_id(user_id: str) -> str:
-    """``user_id`` if it could name a stored user; ValueError saying why not."""
-    if not 1 <= len(user_id) <= MAX_USER_ID:
-        raise ValueError(f"user_id: must be 1-{MAX_USER_ID} characters")
-    if not user_id.isprintable():
-        raise ValueError("user_id: control characters are not allowed")
-    return user_id
+__all__ = ["build_admin_users_router"]
 
 
 def build_admin_users_router(
@@ -43,7 +32,14 @@ def build_admin_users_router(
         except ValueError as err:
             raise HTTPException(status_code=400, detail=str(err)) from None
         await flush_logs()
-        erased = await retention.erase_user(user_id)
+        try:
+            erased = await retention.erase_user(user_id)
+        except ErasureConflict:
+            raise HTTPException(
+                status_code=409,
+                detail="user_id: the user wrote while being erased; erase again once they "
+                "have left",
+            ) from None
         if erased is None:
             raise HTTPException(status_code=404, detail="user_id: no such user")
         return erased.as_json()

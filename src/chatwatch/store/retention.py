@@ -33,9 +33,18 @@ from chatwatch.store.db import Database
 from chatwatch.store.log_tables import log_records
 from chatwatch.store.tables import messages, sessions, users
 
-__all__ = ["EMPTY_SESSION_SECONDS", "Erasure", "PurgeResult", "Retention"]
+__all__ = [
+    "EMPTY_SESSION_SECONDS",
+    "MAX_USER_ID",
+    "Erasure",
+    "ErasureConflict",
+    "PurgeResult",
+    "Retention",
+    "check_user_id",
+]
 
 EMPTY_SESSION_SECONDS = 86400.0  # an empty session (or a guest with none) is kept a day
+MAX_USER_ID = 64  # users.id is VARCHAR(64); tokens are minted for 1-64 character names
 _log = structlog.get_logger("chatwatch.store").bind(component="store")
 # Subqueries choosing the rows to delete read from an alias of the table deleted from, so
 # SQLAlchemy does not correlate them with the DELETE itself.
@@ -63,6 +72,20 @@ class Erasure:
     def as_json(self) -> dict[str, Any]:
         """``{"user_id", "sessions", "messages", "log_records"}``."""
         return asdict(self)
+
+
+class ErasureConflict(Exception):
+    """The user wrote while being erased (a new session or message): some data is left;
+    erasing again, once they are gone, removes it."""
+
+
+def check_user_id(user_id: str) -> str:
+    """``user_id`` if it could name a stored user; ValueError saying why not."""
+    if not 1 <= len(user_id) <= MAX_USER_ID:
+        raise ValueError(f"user_id: must be 1-{MAX_USER_ID} characters")
+    if not user_id.isprintable():
+        raise ValueError("user_id: control characters are not allowed")
+    return user_id
 
 
 class Retention:
@@ -166,11 +189,12 @@ class Retention:
             )
             await self._sleep(self.pause)
 
-    async def _in_chunks(self, statement: Delete) -> int:
-        """Run a delete of at most ``chunk`` rows until it deletes fewer."""
+    async def _in_chunks(self, statement: Delete, *, strict: bool = False) -> int:
+        """Run a delete of at most ``chunk`` rows until it deletes fewer (``strict``: an
+        IntegrityError propagates instead of ending the run)."""
         deleted = 0
         while True:
-            count = await self._delete(statement)
+            count = await (self._delete_strictly if strict else self._delete)(statement)
             deleted += count
             if count < self.chunk:
                 return deleted
@@ -178,13 +202,16 @@ class Retention:
 
     async def _delete(self, statement: Delete) -> int:
         try:
-            async with self.db.engine.begin() as conn:
-                result = await conn.execute(statement)
+            return await self._delete_strictly(statement)
         except IntegrityError:
             # A message or session arrived for a row being deleted (PostgreSQL checks the
             # reference after our snapshot): that row is in use again, so keep it.
             _log.info("store.purge_chunk_skipped")
             return 0
+
+    async def _delete_strictly(self, statement: Delete) -> int:
+        async with self.db.engine.begin() as conn:
+            result = await conn.execute(statement)
         return int(result.rowcount or 0)
 
     def _lockable(self, query: Select[Any]) -> Select[Any]:
@@ -197,18 +224,28 @@ class Retention:
 
     async def erase_user(self, user_id: str) -> Erasure | None:
         """Remove the user's messages, sessions, user row and log records; None when
-        nothing at all is stored about ``user_id``."""
+        nothing at all is stored about ``user_id``.
+
+        Raises ErasureConflict when the user added a session or message meanwhile (their
+        log records are erased all the same).
+        """
         async with self.db.engine.connect() as conn:
             known = await conn.scalar(select(exists().where(users.c.id == user_id)))
             session_ids = list(
                 await conn.scalars(select(sessions.c.id).where(sessions.c.user_id == user_id))
             )
         message_count = session_count = 0
-        for i in range(0, len(session_ids), 100):
-            some = session_ids[i : i + 100]
-            message_count += await self._erase_messages(some)
-            session_count += await self._delete(delete(sessions).where(sessions.c.id.in_(some)))
-        await self._delete(delete(users).where(users.c.id == user_id))
+        try:
+            for i in range(0, len(session_ids), 100):
+                some = session_ids[i : i + 100]
+                message_count += await self._erase_messages(some)
+                session_count += await self._delete_strictly(
+                    delete(sessions).where(sessions.c.id.in_(some))
+                )
+            await self._delete_strictly(delete(users).where(users.c.id == user_id))
+        except IntegrityError:
+            await self._erase_log_records(user_id)
+            raise ErasureConflict(user_id) from None
         log_count = await self._erase_log_records(user_id)
         if not known and log_count == 0:
             return None
@@ -217,7 +254,7 @@ class Retention:
     async def _erase_messages(self, session_ids: Sequence[str]) -> int:
         m = _MESSAGES.c
         some = select(m.seq).where(m.session_id.in_(session_ids)).limit(self.chunk)
-        return await self._in_chunks(delete(messages).where(messages.c.seq.in_(some)))
+        return await self._in_chunks(delete(messages).where(messages.c.seq.in_(some)), strict=True)
 
     async def _erase_log_records(self, user_id: str) -> int:
         """Delete the user's log records one id range at a time (``log_scan`` records each):

@@ -165,17 +165,11 @@ class Retention:
     async def _purge_guests(self, cutoff: float) -> int:
         # No index finds orphans, so walk the users by primary key, a chunk at a time:
         # each read is bounded and only the delete takes the write lock.
-        u = users.alias("u")
+        page = select(users.c.id).order_by(users.c.id).limit(self.chunk)
         deleted, after = 0, ""
         while True:
             async with self.db.engine.connect() as conn:
-                ids = list(
-                    (
-                        await conn.scalars(
-                            select(u.c.id).where(u.c.id > after).order_by(u.c.id).limit(self.chunk)
-                        )
-                    ).all()
-                )
+                ids = list(await conn.scalars(page.where(users.c.id > after)))
             if not ids:
                 return deleted
             after = ids[-1]

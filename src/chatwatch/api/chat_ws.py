@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from chatwatch.api.incidents import report_incident
+from chatwatch.api.origin import origin_allowed, report_origin_refused
 from chatwatch.auth import AuthError, Principal, bearer
 from chatwatch.chat.connection import ChatConnection, ClientGone
 from chatwatch.chat.hub import HubEntry, Reservation
@@ -118,6 +119,12 @@ async def chat_socket(ws: WebSocket) -> None:
     services: Services = ws.app.state.services
     ip = ws.client.host if ws.client else "unknown"
     ua = ws.headers.get("user-agent", "")[:256]
+    origin = ws.headers.get("origin")
+    if not origin_allowed(origin, services.settings.server):  # SPEC §2: cross-site sockets
+        report_origin_refused(services.bus, origin or "", ip, ua, ws.url.path)
+        refused = _Refused(403, 4403, "origin_refused", "this site may not open the chat")
+        await _refuse(ws, services, ip, ua, refused)
+        return
     hub = services.hub
     if hub.draining:
         await _refuse(

@@ -36,6 +36,7 @@ from chatwatch.chat.consultant import Consultant
 from chatwatch.chat.hub import Hub
 from chatwatch.chat.pricing import PriceBook
 from chatwatch.chat.providers.base import AIProvider
+from chatwatch.chat.sessions import Sessions
 from chatwatch.clock import Clock, SystemClock
 from chatwatch.config import Settings
 from chatwatch.events import CacheEvicted, Event, EventBus
@@ -226,6 +227,7 @@ def build_app(
         store=store,
         auth=_authenticator(settings, secrets, clock),
         hub=hub,
+        sessions=Sessions(store, bus, clock, context_messages=settings.ai.max_context_messages),
         chat=ChatDeps(
             bus=bus,
             clock=clock,

@@ -12,16 +12,16 @@ and the server listens on a loopback or any-address, ``localhost``, ``127.0.0.1`
 ``[::1]`` at the same port count as the public URL too: they name this very machine, and
 ``make serve`` users open ``http://localhost:8000``. Any other host name that happens to
 resolve to this machine (DNS rebinding) is still refused.
+
+A refusal is ``chat.sessions.OriginRefused`` (403 ``origin_refused``, security event
+``origin_refused``), raised at the top of the handshake in ``api/chat_ws.py``.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from chatwatch.api.incidents import report_incident
 from chatwatch.config import ServerSettings
-from chatwatch.events import EventBus
-from chatwatch.vocabulary import ErrorType, SecurityEventType
 
 __all__ = [
     "Origin",
@@ -29,7 +29,6 @@ __all__ = [
     "format_origin",
     "origin_allowed",
     "parse_origin",
-    "report_origin_refused",
 ]
 
 Origin = tuple[str, str, int]
@@ -77,18 +76,3 @@ def origin_allowed(origin: str | None, server: ServerSettings) -> bool:
         return True
     parsed = parse_origin(origin)  # "null" (sandboxed frames, file://) parses to None
     return parsed is not None and parsed in allowed_origins(server)
-
-
-def report_origin_refused(
-    bus: EventBus, origin: str, client_ip: str, user_agent: str, path: str
-) -> None:
-    """The security event (and error) of one handshake refused for its origin."""
-    report_incident(
-        bus,
-        kind=SecurityEventType.ORIGIN_REFUSED,
-        error_type=ErrorType.AUTHORIZATION,
-        client_ip=client_ip,
-        user_agent=user_agent,
-        user_id=None,
-        detail=f"origin {origin[:200]!r} may not open {path}",
-    )

@@ -78,7 +78,16 @@ async def test_erasure_removes_one_users_data_and_counts_it(server: LiveServer) 
         r = await client.get(
             LOGS, params={"user_id": user_id, "limit": "1000"}, headers=server.admin_headers()
         )
-        assert r.json()["items"] == []
+        assert r.json()["items"] == []  # the audit record below does not carry user_id
+        r = await client.get(
+            LOGS, params={"event": "audit.user_erased"}, headers=server.admin_headers()
+        )
+        (record,) = r.json()["items"]
+        assert (record["erased_user_id"], record["messages"], record["operator"]) == (
+            user_id,
+            2,
+            "admin-token",
+        )
         r = await client.get(
             f"/api/v1/chat/sessions/{session_id}/messages", headers=server.admin_headers()
         )

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
+from chatwatch.api.audit import AuditAction, audit
 from chatwatch.observe.health import HealthChecker
 from chatwatch.observe.metrics import json_api as metrics_api
 from chatwatch.observe.metrics.history import DEFAULT_LIMIT, MAX_LIMIT, MetricsHistory
@@ -87,9 +88,11 @@ def build_admin_metrics_router(
         return metrics_api.summary(metrics.read(), status, active_alerts())
 
     @router.post("/metrics/reset")
-    async def metrics_reset() -> JSON:
+    async def metrics_reset(request: Request) -> JSON:
         """Start a new window for the JSON figures (Prometheus counters stay monotonic)."""
-        return {"reset_at": format_time(metrics.reset())}
+        reset_at = format_time(metrics.reset())
+        audit(request, AuditAction.METRICS_RESET, reset_at=reset_at)
+        return {"reset_at": reset_at}
 
     @router.get("/health")
     async def health_status() -> JSON:

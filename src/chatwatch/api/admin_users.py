@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
+from chatwatch.api.audit import AuditAction, audit
 from chatwatch.store.retention import ErasureConflict, Retention, check_user_id
 
 __all__ = ["build_admin_users_router"]
@@ -25,7 +26,7 @@ def build_admin_users_router(
     router = APIRouter(tags=["admin", "users"])
 
     @router.delete("/users/{user_id}")
-    async def erase_user(user_id: str) -> dict[str, Any]:
+    async def erase_user(user_id: str, request: Request) -> dict[str, Any]:
         """Erase a user's sessions, messages and log records; say how many of each."""
         try:
             check_user_id(user_id)
@@ -42,6 +43,10 @@ def build_admin_users_router(
             ) from None
         if erased is None:
             raise HTTPException(status_code=404, detail="user_id: no such user")
+        # Not under ``user_id``: the audit record would be the erased user's first new log
+        # record, and a second erasure would find them again.
+        counts = erased.as_json()
+        audit(request, AuditAction.USER_ERASED, erased_user_id=counts.pop("user_id"), **counts)
         return erased.as_json()
 
     return router

@@ -31,6 +31,7 @@ from chatwatch.chat.hub import Hub
 from chatwatch.chat.limits import ChatLimits
 from chatwatch.chat.pricing import PriceBook
 from chatwatch.chat.providers.base import AIProvider
+from chatwatch.chat.sessions import Sessions
 from chatwatch.clock import Clock, SystemClock
 from chatwatch.config import Settings
 from chatwatch.events import CacheEvicted, Event, EventBus
@@ -182,6 +183,7 @@ def build_app(
         store=store,
         auth=Authenticator(secrets.jwt_secret, secrets.admin_token, clock),
         hub=hub,
+        sessions=Sessions(store, bus, clock, context_messages=settings.ai.max_context_messages),
         chat=ChatDeps(
             bus=bus,
             clock=clock,

@@ -16,7 +16,6 @@ from chatwatch.chat.limits import (
     ConnectionFloodGuard,
     LimitKind,
     LimitScope,
-    MemoryWindows,
     Refusal,
     client_key,
     identity_digest,
@@ -183,21 +182,6 @@ async def test_keys_expire_after_their_window() -> None:
     clock.advance(61)
     await limits.hit_message("late", "10.9.9.9")
     assert len(limits.memory) == 2
-
-
-async def test_memory_windows_is_a_limits_storage() -> None:
-    """The storage answers the package's moving-window calls directly."""
-    clock = FakeClock()
-    store = MemoryWindows(clock)
-    assert [await store.acquire_entry("k", 2, 60) for _ in range(3)] == [True, True, False]
-    assert await store.acquire_entry("k", 2, 60, amount=3) is False
-    assert await store.get_moving_window("k", 2, 60) == (clock.time(), 2)
-    assert await store.get_expiry("k") == clock.time() + 60
-    clock.advance(60.5)
-    assert await store.get_moving_window("k", 2, 60) == (clock.time(), 0)
-    assert await store.check() is True
-    await store.clear("k")
-    assert await store.reset() == 0
 
 
 async def test_concurrent_hits_never_overshoot() -> None:

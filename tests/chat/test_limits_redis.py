@@ -177,13 +177,15 @@ async def test_redis_down_falls_back_to_memory(caplog: pytest.LogCaptureFixture)
 
 
 class _Proxy:
-    """A TCP proxy to Redis on loopback that can be cut (all connections dropped) and
-    restored on the same port, or made to swallow requests without answering."""
+    """A TCP proxy to Redis on loopback that can refuse new connections, cut all of them
+    (and be restored on the same port), swallow requests, or hold Redis's answers."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.port = 0
         self.mute = False
+        self.flowing = asyncio.Event()  # cleared: Redis's answers wait
+        self.flowing.set()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -191,27 +193,41 @@ class _Proxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def stop(self) -> None:
+    def stop_listening(self) -> None:
+        """Refuse new connections; the open ones go on."""
         assert self._server is not None
         self._server.close()
+
+    async def stop(self) -> None:
+        """Refuse new connections and drop the open ones."""
+        self.stop_listening()
         for writer in list(self._writers):
             writer.close()
+        assert self._server is not None
         await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         self._writers.update((writer, up_writer))
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, gate: asyncio.Event | None
+        ) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 while data := await src.read(65536):
+                    if gate is not None:
+                        await gate.wait()
                     if not self.mute:
                         dst.write(data)
                         await dst.drain()
             dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, None), pipe(up_reader, writer, self.flowing))
         self._writers.difference_update((writer, up_writer))
+
+
+def _redis_port(url: str) -> int:
+    return int(url.split(":")[2].split("/")[0])
 
 
 async def test_redis_outage_and_recovery(
@@ -222,7 +238,7 @@ async def test_redis_outage_and_recovery(
     Redis again (one info record, one ``recovered`` event with the fallback count)."""
     url, prefix = redis_prefix
     caplog.set_level(logging.INFO, logger="chatwatch.chat.limits")
-    proxy = _Proxy(int(url.split(":")[2].split("/")[0]))
+    proxy = _Proxy(_redis_port(url))
     await proxy.start()
     clock, bus, seen = FakeClock(), EventBus(), []
     bus.subscribe(LimitsStorageChanged, seen.append)
@@ -255,7 +271,7 @@ async def test_a_hanging_redis_costs_one_timeout_per_retry_interval(
     """A Redis that accepts but never answers: the first check waits for the socket
     timeout (0.2 s) and falls back; the next 20 skip Redis and do not wait at all."""
     url, prefix = redis_prefix
-    proxy = _Proxy(int(url.split(":")[2].split("/")[0]))
+    proxy = _Proxy(_redis_port(url))
     await proxy.start()
     proxy.mute = True
     via = f"redis://127.0.0.1:{proxy.port}/0"
@@ -273,3 +289,72 @@ async def test_a_hanging_redis_costs_one_timeout_per_retry_interval(
     assert [o is None for o in outcomes] == [True] * 3 + [False] * 17
     assert limits.degraded
     assert elapsed < 5.0  # generous: one 0.2 s timeout, not 21
+
+
+async def test_a_check_begun_before_the_outage_does_not_end_it(
+    redis_prefix: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: check A is waiting on Redis when check B fails (the proxy refuses B's
+    new connection): the outage starts. A's late success must not end it — before, it
+    did, and a burst of checks flapped between degraded and recovered with a warning each.
+    Only a check begun after the retry interval ends it."""
+    url, prefix = redis_prefix
+    caplog.set_level(logging.INFO, logger="chatwatch.chat.limits")
+    proxy = _Proxy(_redis_port(url))
+    await proxy.start()
+    clock, bus, seen = FakeClock(), EventBus(), []
+    bus.subscribe(LimitsStorageChanged, seen.append)
+    via = f"redis://127.0.0.1:{proxy.port}/{url.rsplit('/', 1)[1]}"
+    limits = ChatLimits(
+        SMALL, via, clock=clock, bus=bus, key_prefix=prefix, redis_timeout_s=5, redis_retry_s=5
+    )
+    try:
+        assert await limits.hit_guest_login("192.0.2.1") is None  # opens one connection
+        proxy.flowing.clear()
+        a = asyncio.create_task(limits.hit_guest_login("192.0.2.1"))
+        await asyncio.sleep(0.1)  # A has sent its request on the one connection
+        proxy.stop_listening()
+        assert await limits.hit_guest_login("192.0.2.2") is None  # B: refused, in memory
+        proxy.flowing.set()
+        assert await a is None
+        assert limits.degraded
+        await proxy.start()
+        clock.advance(6)
+        assert await limits.hit_guest_login("192.0.2.3") is None
+        assert not limits.degraded
+    finally:
+        proxy.flowing.set()
+        await limits.aclose()
+        with contextlib.suppress(Exception):
+            await proxy.stop()
+    assert [e.state for e in seen] == ["degraded", "recovered"]
+    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.INFO]
+
+
+async def test_more_checks_than_redis_turns_is_not_an_outage(
+    redis_prefix: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: 3,000 checks at once through one Redis connection, each allowed 20 ms to
+    get its turn: the late ones are counted in memory (``busy_calls``), none raises, and no
+    outage is declared. Before (a blocking pool), "No connection available" was taken for
+    an outage, and in-flight successes ended it again: 16 warnings in one burst."""
+    url, prefix = redis_prefix
+    caplog.set_level(logging.INFO, logger="chatwatch.chat.limits")
+    limits = ChatLimits(
+        LimitsSettings(guest_logins_per_minute=10_000),
+        url,
+        key_prefix=prefix,
+        redis_connections=1,
+        redis_timeout_s=5,
+        redis_wait_s=0.02,
+    )
+    try:
+        outcomes = await asyncio.gather(
+            *(limits.hit_guest_login(f"198.51.100.{i % 250}") for i in range(3000))
+        )
+    finally:
+        await limits.aclose()
+    assert outcomes == [None] * 3000
+    assert (limits.outages, limits.degraded) == (0, False)
+    assert limits.busy_calls > 0 and limits.fallback_calls == limits.busy_calls
+    assert len(caplog.records) == 1 and "waited" in caplog.records[0].getMessage()

@@ -17,7 +17,9 @@ With ``redis.url`` the windows live in Redis (the package's async Redis storage 
 redis-py client the project already uses), so all nodes share them; otherwise in this
 process (``MemoryWindows``). While Redis is unreachable each check falls back to memory
 (so the chat never fails or waits on it), Redis is left alone for ``redis_retry_s``, and
-the outage is logged once and announced with ``LimitsStorageChanged``.
+the outage is logged once and announced with ``LimitsStorageChanged``. At most
+``redis_connections`` checks talk to Redis at once; one that cannot get its turn within
+``redis_wait_s`` is counted in memory too (``busy_calls``) without calling it an outage.
 
 ``ConnectionFloodGuard`` is the other half: one socket's own budget, in memory and free
 of I/O, checked before the shared limits so that a flood of frames (bad ones included)
@@ -27,25 +29,26 @@ is stopped locally and never reaches Redis.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ipaddress
 import logging
 import math
 import time
-from collections import OrderedDict, deque
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any, cast
 
 from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.aio.storage import MovingWindowSupport, RedisStorage, Storage
+from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from redis.asyncio import BlockingConnectionPool
+from redis.asyncio import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from chatwatch.chat.memory_windows import MemoryWindows
 from chatwatch.clock import Clock, SystemClock
 from chatwatch.config import LimitsSettings
 from chatwatch.events import EventBus, LimitsStorageChanged
@@ -56,7 +59,6 @@ __all__ = [
     "ConnectionFloodGuard",
     "LimitKind",
     "LimitScope",
-    "MemoryWindows",
     "Refusal",
     "client_key",
     "identity_digest",
@@ -66,6 +68,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _REDIS_ERRORS = (StorageError, RedisError, OSError, asyncio.TimeoutError)
+
+
+class _Unanswered(Enum):
+    TOKEN = 0
+
+
+_UNANSWERED = _Unanswered.TOKEN  # Redis gave no answer: count in memory
 
 
 class LimitKind(StrEnum):
@@ -149,6 +158,7 @@ def identity_digest(text: str) -> str:
     return hashlib.blake2b(raw, digest_size=12, person=b"chatwatch-lim").hexdigest()
 
 
+@functools.lru_cache(maxsize=4096)
 def client_key(ip: str) -> str:
     """Who "one client IP" is: an IPv4 address (IPv4-mapped IPv6 included), or the /64
     network of an IPv6 address — one subscriber's share, so that rotating through it
@@ -163,114 +173,6 @@ def client_key(ip: str) -> str:
             return f"v4:{addr.ipv4_mapped}"
         return f"v6:{int(addr) >> 64:016x}/64"
     return f"v4:{addr}"
-
-
-# --- memory storage --------------------------------------------------------------------
-
-
-class _Window:
-    __slots__ = ("expires_at", "hits")
-
-    def __init__(self) -> None:
-        self.hits: deque[float] = deque()  # oldest first
-        self.expires_at = 0.0
-
-
-class MemoryWindows(Storage, MovingWindowSupport):
-    """The ``limits`` moving-window storage in process memory, on an injected clock.
-
-    Used instead of the package's ``MemoryStorage``: its expiry task, started again after
-    each hit, visits every key with a thread hop per key, which measured 60–95 % of a core
-    at 100–1000 hits/s. Here keys are kept in order of their last hit and expired ones are
-    dropped from the front as hits arrive, O(1) amortised. Only the moving window (the
-    one strategy ``ChatLimits`` uses) is kept; the fixed-window counters are not.
-    """
-
-    STORAGE_SCHEME = None
-
-    def __init__(self, clock: Clock | None = None) -> None:
-        super().__init__()
-        self._clock: Clock = clock or SystemClock()
-        self._windows: OrderedDict[str, _Window] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._windows)
-
-    @property
-    def base_exceptions(self) -> tuple[type[Exception], ...]:
-        """Nothing here fails on I/O."""
-        return ()
-
-    def _expire(self, now: float) -> None:
-        windows = self._windows
-        while windows:
-            key, window = next(iter(windows.items()))
-            if window.expires_at > now:
-                return
-            del windows[key]
-
-    def _current(self, key: str, expiry: int, now: float) -> deque[float] | None:
-        window = self._windows.get(key)
-        if window is None:
-            return None
-        hits, cutoff = window.hits, now - expiry
-        # The package counts a hit exactly ``expiry`` old as still inside the window.
-        while hits and hits[0] < cutoff:
-            hits.popleft()
-        return hits
-
-    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        """Record ``amount`` hits now if the window has room for them."""
-        if amount > limit:
-            return False
-        now = self._clock.time()
-        self._expire(now)
-        hits = self._current(key, expiry, now)
-        if hits is not None and len(hits) + amount > limit:
-            return False
-        window = self._windows.get(key)
-        if window is None:
-            window = self._windows[key] = _Window()
-        else:
-            self._windows.move_to_end(key)
-        window.hits.extend([now] * amount)
-        window.expires_at = now + expiry
-        return True
-
-    async def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
-        """(the oldest hit still in the window, or now; the number of hits in it)."""
-        now = self._clock.time()
-        hits = self._current(key, expiry, now)
-        if not hits:
-            return now, 0
-        return hits[0], len(hits)
-
-    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        """Not kept: fixed-window counters are not used by ChatLimits."""
-        raise NotImplementedError("MemoryWindows keeps moving windows only")
-
-    async def get(self, key: str) -> int:
-        """Not kept: fixed-window counters are not used by ChatLimits."""
-        raise NotImplementedError("MemoryWindows keeps moving windows only")
-
-    async def get_expiry(self, key: str) -> float:
-        """When the key's window empties (now if there is none)."""
-        window = self._windows.get(key)
-        return window.expires_at if window is not None else self._clock.time()
-
-    async def check(self) -> bool:
-        """Always healthy."""
-        return True
-
-    async def reset(self) -> int | None:
-        """Forget every window; the number forgotten."""
-        count = len(self._windows)
-        self._windows.clear()
-        return count
-
-    async def clear(self, key: str) -> None:
-        """Forget one window."""
-        self._windows.pop(key, None)
 
 
 # --- the shared limits ---------------------------------------------------------------
@@ -309,6 +211,7 @@ class ChatLimits:
         redis_timeout_s: float = 0.5,
         redis_retry_s: float = 5.0,
         redis_connections: int = 16,
+        redis_wait_s: float | None = None,
     ) -> None:
         if window_s < 1:
             raise ValueError("window_s must be at least 1 s")
@@ -339,15 +242,16 @@ class ChatLimits:
         }
         self.memory = MemoryWindows(self._clock)
         self._memory = MovingWindowRateLimiter(self.memory)
-        self._pool: BlockingConnectionPool | None = None
+        self._wait_s = redis_timeout_s if redis_wait_s is None else redis_wait_s
+        self._pool: ConnectionPool | None = None
         self._redis: MovingWindowRateLimiter | None = None
+        # At most this many checks talk to Redis at once, each on a connection of its own
+        # (reused: opening one costs ~5 ms). Waiting for a turn is bounded like the rest.
+        self._turns = asyncio.Semaphore(redis_connections)
         if redis_url:
-            # A few connections, reused: opening one costs ~5 ms, so a burst of checks
-            # that each opened its own would queue behind the handshakes and time out.
-            self._pool = BlockingConnectionPool.from_url(
+            self._pool = ConnectionPool.from_url(
                 redis_url,
                 max_connections=redis_connections,
-                timeout=redis_timeout_s,  # waiting for a free connection
                 socket_timeout=redis_timeout_s,
                 socket_connect_timeout=redis_timeout_s,
                 # A limit check must fail fast; redis-py would retry each command 3 times.
@@ -363,8 +267,12 @@ class ChatLimits:
             self._redis = MovingWindowRateLimiter(storage)
         self._down_until = float("-inf")
         self._degraded = False
+        # Bumped when an outage starts: a check that began before it cannot end it.
+        self._generation = 0
+        self._last_busy_warning = float("-inf")
         self.outages = 0
-        self.fallback_calls = 0  # checks counted in memory because Redis failed (all time)
+        self.fallback_calls = 0  # checks counted in memory instead of Redis (all time)
+        self.busy_calls = 0  # of which: Redis answered too slowly for the checks arriving
         self._outage_fallbacks = 0
 
     # --- what the chat calls -------------------------------------------------------------
@@ -413,24 +321,41 @@ class ChatLimits:
     async def _hit(self, rule: _Rule, identity: str) -> Refusal | None:
         ids = (rule.kind.value, rule.scope.value, identity_digest(identity))
         if self._redis is not None:
-            if self._clock.monotonic() >= self._down_until:
-                try:
-                    if await self._redis.hit(rule.item, *ids):
-                        self._redis_answered()
-                        return None
-                    stats = await self._redis.get_window_stats(rule.item, *ids)
-                except _REDIS_ERRORS as exc:
-                    self._redis_failed(exc)
-                else:
-                    self._redis_answered()
-                    # The package's Redis windows are stamped with the wall clock.
-                    return self._refusal(rule, stats.reset_time - time.time())
+            answer = await self._hit_redis(self._redis, rule, ids)
+            if answer is not _UNANSWERED:
+                return answer
             self.fallback_calls += 1
             self._outage_fallbacks += 1
         if await self._memory.hit(rule.item, *ids):
             return None
         stats = await self._memory.get_window_stats(rule.item, *ids)
         return self._refusal(rule, stats.reset_time - self._clock.time())
+
+    async def _hit_redis(
+        self, redis: MovingWindowRateLimiter, rule: _Rule, ids: tuple[str, ...]
+    ) -> Refusal | _Unanswered | None:
+        if self._clock.monotonic() < self._down_until:
+            return _UNANSWERED
+        generation = self._generation
+        try:
+            async with asyncio.timeout(self._wait_s):
+                await self._turns.acquire()
+        except TimeoutError:
+            self._busy()
+            return _UNANSWERED
+        try:
+            admitted = await redis.hit(rule.item, *ids)
+            stats = None if admitted else await redis.get_window_stats(rule.item, *ids)
+        except _REDIS_ERRORS as exc:
+            self._redis_failed(exc, generation)
+            return _UNANSWERED
+        finally:
+            self._turns.release()
+        self._redis_answered(generation)
+        if stats is None:
+            return None
+        # The package's Redis windows are stamped with the wall clock.
+        return self._refusal(rule, stats.reset_time - time.time())
 
     def _refusal(self, rule: _Rule, seconds: float) -> Refusal:
         return Refusal(
@@ -441,11 +366,27 @@ class ChatLimits:
             retry_after_s=_retry_after(seconds, self.window_s),
         )
 
-    def _redis_failed(self, exc: BaseException) -> None:
+    def _busy(self) -> None:
+        # Not an outage: more checks arrive than Redis answers; this one counts in memory.
+        self.busy_calls += 1
+        now = self._clock.monotonic()
+        if now - self._last_busy_warning >= 60.0:
+            self._last_busy_warning = now
+            logger.warning(
+                "rate-limit checks waited %gs for a turn at redis; counting the late ones "
+                "in this process (%d so far)",
+                self._wait_s,
+                self.busy_calls,
+            )
+
+    def _redis_failed(self, exc: BaseException, generation: int) -> None:
+        if generation != self._generation:
+            return  # began before the outage already declared: nothing new
         self._down_until = self._clock.monotonic() + self._redis_retry_s
         if self._degraded:
-            return
+            return  # a retry during the outage failed too
         self._degraded = True
+        self._generation += 1
         self.outages += 1
         self._outage_fallbacks = 0
         cause = exc.storage_error if isinstance(exc, StorageError) else exc
@@ -458,8 +399,10 @@ class ChatLimits:
         )
         self._announce("degraded", error)
 
-    def _redis_answered(self) -> None:
-        if not self._degraded:
+    def _redis_answered(self, generation: int) -> None:
+        # Only a check that began during the outage (a retry) ends it; one that was
+        # already under way when Redis failed says nothing about Redis now.
+        if not self._degraded or generation != self._generation:
             return
         self._degraded = False
         logger.info(

@@ -195,7 +195,7 @@ def test_refusal_words() -> None:
     """The visitor's message names the limit, whose it is, and when to retry."""
     refusal = Refusal(LimitKind.MESSAGE, LimitScope.USER, 60, 60, 12)
     assert refusal.message == "more than 60 messages a minute for your account; try again in 12 s"
-    assert refusal.limit == "60 message per 60 s per user"
+    assert refusal.limit == "60 messages per 60 s per user"
     assert refusal.security_type is SecurityEventType.RATE_LIMITED
 
 

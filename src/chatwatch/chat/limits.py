@@ -125,8 +125,8 @@ class Refusal:
 
     @property
     def limit(self) -> str:
-        """The limit in words: ``60 message per 60 s per user``."""
-        return f"{self.amount} {self.kind} per {self.window_s} s per {self.scope}"
+        """The limit in words: ``60 messages per 60 s per user``."""
+        return f"{self.amount} {_WHAT[self.kind]} per {self.window_s} s per {self.scope}"
 
     @property
     def message(self) -> str:
@@ -158,12 +158,15 @@ def identity_digest(text: str) -> str:
     return hashlib.blake2b(raw, digest_size=12, person=b"chatwatch-lim").hexdigest()
 
 
-@functools.lru_cache(maxsize=4096)
 def client_key(ip: str) -> str:
     """Who "one client IP" is: an IPv4 address (IPv4-mapped IPv6 included), or the /64
     network of an IPv6 address — one subscriber's share, so that rotating through it
     buys no fresh allowance. Anything else is taken as it is, capped at 100 characters."""
-    text = ip.strip()[:100]
+    return _client_key(ip.strip()[:100])
+
+
+@functools.lru_cache(maxsize=4096)  # parsing is a fifth of a memory check's cost
+def _client_key(text: str) -> str:
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:

@@ -54,7 +54,6 @@ from chatwatch.store.chat_store import ChatStore, DuplicateMessage, StoredMessag
 from chatwatch.vocabulary import CloseReason, ErrorCode, ErrorType, SecurityEventType
 
 __all__ = [
-    "AI_UNAVAILABLE_MESSAGE",
     "INTERNAL_MESSAGE",
     "ChatConnection",
     "ChatDeps",
@@ -70,7 +69,6 @@ Receive = Callable[[], Awaitable[str | bytes | None]]
 # What visitors read: short, no upstream text, no exception names (SPEC §4). The detail is
 # in the logs under the frame's correlation id.
 INTERNAL_MESSAGE = "Something went wrong on our side. Please try again in a moment."
-AI_UNAVAILABLE_MESSAGE = "The AI consultant is not available right now. Please try again shortly."
 SHUTDOWN_MESSAGE = "The server is restarting. Please send your message again in a moment."
 
 _ERROR_TYPES = {
@@ -461,8 +459,7 @@ class ChatConnection:
             reply = await d.consultant.reply(turns, job.correlation_id, on_delta, quick_action)
         except AIProviderError as err:
             # The consultant counted and logged it; the user's turn stays in context.
-            message = getattr(err, "public_message", None) or AI_UNAVAILABLE_MESSAGE
-            await self._fail(job, ErrorCode.AI_UNAVAILABLE, message)
+            await self._fail(job, ErrorCode.AI_UNAVAILABLE, err.public_message)
             return False
         await self._finish(job, reply)
         return True

@@ -37,6 +37,7 @@ from chatwatch.chat.cache import ResponseCache, make_cache
 from chatwatch.chat.connection import ChatDeps
 from chatwatch.chat.consultant import Consultant
 from chatwatch.chat.hub import Hub
+from chatwatch.chat.limits import ChatLimits
 from chatwatch.chat.pricing import PriceBook
 from chatwatch.chat.providers.base import AIProvider
 from chatwatch.chat.providers.builtin import BuiltinProvider
@@ -261,6 +262,7 @@ def build_app(
         ),
     )
     hub = Hub(bus, clock, settings.limits.connections_per_ip)
+    limits = ChatLimits(settings.limits, settings.redis.url, clock=clock, bus=bus)
     services = Services(
         settings=settings,
         clock=clock,
@@ -281,6 +283,7 @@ def build_app(
             max_context_messages=settings.ai.max_context_messages,
             system_prompt=settings.ai.system_prompt,
         ),
+        limits=limits,
         metrics=metrics,
         history=history,
         health=health_checker,
@@ -316,6 +319,7 @@ def build_app(
             await runtime.stop()
             metrics_endpoint.exposition.close()  # type: ignore[attr-defined]
             await ai_provider.aclose()
+            await limits.aclose()
             if cache is not None:
                 await cache.aclose()
             await logstore.close()

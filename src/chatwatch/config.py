@@ -310,8 +310,16 @@ class CacheSettings(_Section):
 
 class LimitsSettings(_Section):
     max_message_bytes: int = Field(16384, ge=1, le=1_048_576)
-    messages_per_minute: int = Field(60, ge=1)
+    messages_per_minute: int = Field(
+        60, ge=1, description="per user: all their sockets on all nodes together"
+    )
+    messages_per_minute_per_ip: int = Field(600, ge=1, description="all users of one client IP")
     connections_per_ip: int = Field(50, ge=1)
+    guest_logins_per_minute: int = Field(60, ge=1, description="per client IP; over it: 429")
+    ai_requests_per_minute: int = Field(
+        60, ge=1, description="AI calls per user (cache hits are not AI calls)"
+    )
+    ai_requests_per_minute_per_ip: int = Field(600, ge=1, description="AI calls per client IP")
     max_frame_bytes: int | None = Field(
         None, ge=1024, description="WebSocket frames above this close the socket (1009)"
     )

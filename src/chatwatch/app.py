@@ -278,6 +278,7 @@ def build_app(
             hub=hub,
             store=store,
             consultant=consultant,
+            limits=limits,
             max_message_bytes=settings.limits.max_message_bytes,
             messages_per_minute=settings.limits.messages_per_minute,
             max_context_messages=settings.ai.max_context_messages,

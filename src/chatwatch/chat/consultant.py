@@ -42,7 +42,9 @@ from chatwatch.events import (
 )
 from chatwatch.vocabulary import AIOutcome, ErrorCode, ErrorType
 
-__all__ = ["Consultant", "Reply"]
+__all__ = ["Admit", "Consultant", "Reply"]
+
+Admit = Callable[[], Awaitable[None]]
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -114,8 +116,13 @@ class Consultant:
         correlation_id: str,
         on_delta: OnDelta,
         quick_action: str | None = None,
+        admit: Admit | None = None,
     ) -> Reply:
-        """Stream a reply to ``turns`` through ``on_delta``; raise AIProviderError on failure."""
+        """Stream a reply to ``turns`` through ``on_delta``; raise AIProviderError on failure.
+
+        ``admit`` runs after a cache miss, before anything is spent: it raises to refuse the
+        AI call (the per-user and per-IP AI limits), and a cache hit never calls it.
+        """
         started = self._clock.monotonic()
         key = cache_key(self._model, turns, quick_action) if self._cache is not None else None
         if self._cache is not None and key is not None:
@@ -135,6 +142,8 @@ class Consultant:
                     handoff=hit.handoff,
                     estimated_usage=False,
                 )
+        if admit is not None:
+            await admit()
         reply = await self._answer(turns, correlation_id, Outlet(on_delta), quick_action, started)
         # A fallback answer is a stop-gap: caching it would keep serving it after recovery.
         if self._cache is not None and key is not None and reply.fallback is None:

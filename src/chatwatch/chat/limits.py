@@ -57,6 +57,7 @@ from chatwatch.vocabulary import SecurityEventType
 __all__ = [
     "ChatLimits",
     "ConnectionFloodGuard",
+    "LimitExceeded",
     "LimitKind",
     "LimitScope",
     "Refusal",
@@ -141,6 +142,14 @@ class Refusal:
     def security_type(self) -> SecurityEventType:
         """The SecurityEvent type that reports this refusal."""
         return _SECURITY_TYPES[self.kind]
+
+
+class LimitExceeded(Exception):
+    """Raised where a refusal must unwind a call (an AI call over its limit)."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
 
 
 def _retry_after(seconds: float, window_s: int) -> int:

@@ -245,7 +245,16 @@ port, data_dir, series, mode = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), 
 settings = Settings(
     server={"port": port, "data_dir": data_dir},
     auth={"admin_token": "bench-admin-token-0123456789"},
-    limits={"messages_per_minute": 1000000, "connections_per_ip": 1000},
+    # All load comes from 127.0.0.1: the per-user and per-IP limits are raised for the
+    # benchmark (they stay on by default).
+    limits={
+        "messages_per_minute": 1000000,
+        "messages_per_minute_per_ip": 1000000,
+        "ai_requests_per_minute": 1000000,
+        "ai_requests_per_minute_per_ip": 1000000,
+        "guest_logins_per_minute": 1000000,
+        "connections_per_ip": 1000,
+    },
     logging={"level": "WARNING"},
 )
 registry = new_registry()

@@ -32,7 +32,7 @@ from chatwatch.chat.pricing import PriceBook
 from chatwatch.chat.providers.base import AIProvider
 from chatwatch.clock import Clock, SystemClock
 from chatwatch.config import Settings
-from chatwatch.events import CacheEvicted, Event, EventBus
+from chatwatch.events import CacheEvicted, Event, EventBus, attach
 from chatwatch.observe.context import start_background_job
 from chatwatch.observe.health import HealthChecker
 from chatwatch.observe.logs.pipeline import LogMetrics, configure_logging, get_logger
@@ -140,7 +140,7 @@ def build_app(
         listener_log.error("error.listener", listener_event=event.name, exc_info=exc)
 
     bus = EventBus(on_listener_error=on_listener_error)
-    EventLogger(settings.logging).attach(bus)
+    attach(bus, EventLogger(settings.logging))
     security = SecurityMonitor(bus, clock)
     metrics = ChatMetrics(registry, clock, settings.metrics)
     metrics.attach(bus)

@@ -122,3 +122,22 @@ def test_handles_takes_only_event_classes():
     with pytest.raises(TypeError, match="Event classes"):
         handles(str)  # type: ignore[arg-type]
 
+
+def test_every_listener_in_the_app_registers_by_decorator():
+    """Metrics, log records and security each declare their handlers with ``@handles``."""
+    from chatwatch.observe.logs.records import EventLogger
+    from chatwatch.observe.metrics.recorder import ChatMetrics
+    from chatwatch.observe.security import SecurityMonitor
+
+    for cls in (ChatMetrics, EventLogger, SecurityMonitor):
+        marked = [
+            name
+            for name, attr in vars(cls).items()
+            if name.startswith("on_") and getattr(attr, "__chatwatch_handles__", None)
+        ]
+        unmarked = [
+            name
+            for name, attr in vars(cls).items()
+            if name.startswith("on_") and callable(attr) and name not in marked
+        ]
+        assert marked and not unmarked, (cls.__name__, unmarked)

@@ -14,6 +14,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from chatwatch.app import build_app
+from chatwatch.chat.providers.base import AIProvider
 from chatwatch.clock import Clock
 from chatwatch.config import Settings
 from chatwatch.server import ChatwatchServer, install_log_filters
@@ -66,11 +67,15 @@ def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
 
 @contextlib.asynccontextmanager
 async def run_live_server(
-    settings: Settings, *, clock: Clock | None = None, registry: CollectorRegistry | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    registry: CollectorRegistry | None = None,
+    provider: AIProvider | None = None,
 ) -> AsyncIterator[LiveServer]:
     """Serve ``settings`` in this event loop until the block ends."""
     install_log_filters()
-    app = build_app(settings, clock=clock, registry=registry)
+    app = build_app(settings, clock=clock, registry=registry, provider=provider)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -111,9 +116,15 @@ def live_server_factory(tmp_path: Path) -> LiveServerFactory:
     """Start servers with settings overrides: ``async with factory(limits={...}) as srv``."""
 
     def factory(
-        *, clock: Clock | None = None, registry: CollectorRegistry | None = None, **sections: Any
+        *,
+        clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
+        provider: AIProvider | None = None,
+        **sections: Any,
     ) -> contextlib.AbstractAsyncContextManager[LiveServer]:
-        return run_live_server(make_settings(tmp_path, **sections), clock=clock, registry=registry)
+        return run_live_server(
+            make_settings(tmp_path, **sections), clock=clock, registry=registry, provider=provider
+        )
 
     return factory
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,12 +25,16 @@ from chatwatch.api.correlation import CorrelationMiddleware
 from chatwatch.api.deps import require_admin
 from chatwatch.api.metrics_endpoint import build_metrics_endpoint
 from chatwatch.auth import Authenticator, load_or_create_secret
+from chatwatch.chat.budget import DailyBudget
 from chatwatch.chat.cache import ResponseCache, make_cache
 from chatwatch.chat.connection import ChatDeps
 from chatwatch.chat.consultant import Consultant
 from chatwatch.chat.hub import Hub
 from chatwatch.chat.pricing import PriceBook
 from chatwatch.chat.providers.base import AIProvider
+from chatwatch.chat.providers.builtin import BuiltinProvider
+from chatwatch.chat.resilience import CircuitBreaker, RetryPolicy
+from chatwatch.chat.sessions import Sessions
 from chatwatch.clock import Clock, SystemClock
 from chatwatch.config import Settings
 from chatwatch.events import CacheEvicted, Event, EventBus, attach
@@ -48,6 +53,7 @@ from chatwatch.observe.signals import IntervalCounter, Signals
 from chatwatch.services import Services
 from chatwatch.store.chat_store import ChatStore
 from chatwatch.store.db import Database
+from chatwatch.store.spend import spent_between
 
 __all__ = ["Secrets", "build_app", "resolve_secrets"]
 
@@ -80,8 +86,6 @@ def _provider(settings: Settings) -> AIProvider:
         return OpenAIProvider(
             ai.base_url, ai.model_name, ai.api_key, ai.timeout, ai.first_byte_timeout
         )
-    from chatwatch.chat.providers.builtin import BuiltinProvider
-
     return BuiltinProvider(ai.model_name)
 
 
@@ -171,14 +175,44 @@ def build_app(
     store = ChatStore(db)
     ai_provider = provider or _provider(settings)
     cache = _cache(settings, bus, clock)
+    ai = settings.ai
     consultant = Consultant(
         ai_provider,
         cache,
-        PriceBook(settings.ai.prices),
+        PriceBook(ai.prices),
         bus,
         clock,
-        model=settings.ai.model_name,
-        timeout=settings.ai.timeout + 1.0,
+        model=ai.model_name,
+        timeout=ai.timeout,
+        retry=RetryPolicy(attempts=ai.retry_attempts),
+        breaker=(
+            CircuitBreaker(
+                failures=ai.circuit_failures,
+                cooloff=ai.circuit_cooloff,
+                clock=clock,
+                bus=bus,
+                provider=ai_provider.name,
+            )
+            if ai.circuit_failures
+            else None
+        ),
+        # Falling back to the built-in makes no sense when the built-in is the provider.
+        fallback=(
+            BuiltinProvider("builtin")
+            if ai.fallback == "builtin" and ai_provider.name != "builtin"
+            else None
+        ),
+        budget=(
+            DailyBudget(
+                ai.daily_budget_usd,
+                clock,
+                bus,
+                warning_ratio=ai.budget_warning_ratio,
+                load_spent=functools.partial(spent_between, db),
+            )
+            if ai.daily_budget_usd is not None
+            else None
+        ),
     )
     services = Services(
         settings=settings,
@@ -188,6 +222,7 @@ def build_app(
         store=store,
         auth=Authenticator(secrets.jwt_secret, secrets.admin_token, clock),
         hub=hub,
+        sessions=Sessions(store, bus, clock, context_messages=settings.ai.max_context_messages),
         chat=ChatDeps(
             bus=bus,
             clock=clock,

@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -122,11 +123,27 @@ class AIPrice(_Section):
 
 
 class AISettings(_Section):
+    """The AI consultant: which provider answers, and how the chat copes when it fails.
+
+    Values that cannot work (an API key that is not printable ASCII, a base URL that is
+    not http(s), an empty model name) stop start-up naming the key.
+
+    Resilience: a failure before the first byte (429, 5xx, connection refused) is tried
+    again ``retry_attempts`` times, honouring ``Retry-After`` up to a few seconds, all
+    within ``timeout``; after ``circuit_failures`` failed calls in a row the provider is
+    not called for ``circuit_cooloff``, then one probe call decides; with
+    ``fallback = "builtin"`` the built-in consultant answers (model ``builtin``) while
+    the provider fails, the circuit is open or the budget is spent; ``daily_budget_usd``
+    stops AI calls for the rest of the UTC day once replies have cost that much.
+    """
+
     provider: Literal["builtin", "openai"] = "builtin"
-    base_url: str | None = None
-    api_key: str | None = None
+    base_url: str | None = Field(None, description="http(s) URL of the OpenAI-compatible API")
+    api_key: str | None = Field(None, description="bearer token; printable ASCII only")
     model: str | None = None
-    timeout: float = Field(30.0, gt=0)
+    timeout: float = Field(
+        30.0, gt=0, description="seconds for the whole AI call, retries and their waits included"
+    )
     first_byte_timeout: float | None = Field(None, gt=0)
     max_context_messages: int = Field(20, ge=1, le=500)
     system_prompt: str = (
@@ -134,19 +151,71 @@ class AISettings(_Section):
         "offer a human hand-off when unsure."
     )
     prices: dict[str, AIPrice] = Field(default_factory=dict)
+    retry_attempts: int = Field(
+        1, ge=0, le=3, description="retries of a 429/5xx/refused call before its first byte"
+    )
+    circuit_failures: int = Field(
+        5, ge=0, description="failed calls in a row that open the circuit (0: no breaker)"
+    )
+    circuit_cooloff: float = Field(
+        30.0, gt=0, description="seconds an open circuit refuses calls before one probe"
+    )
+    fallback: Literal["none", "builtin"] = Field(
+        "none", description="who answers while the provider cannot: nobody, or the built-in"
+    )
+    daily_budget_usd: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="USD per UTC day for AI calls (unset: none)"
+    )
+    budget_warning_ratio: float = Field(
+        0.8, gt=0, le=1, description="share of daily_budget_usd that raises the budget warning"
+    )
 
-    @field_validator("timeout", "first_byte_timeout", mode="before")
+    @field_validator("timeout", "first_byte_timeout", "circuit_cooloff", mode="before")
     @classmethod
     def _durations(cls, v: Any) -> Any:
         return None if v is None else parse_duration(v)
 
+    @field_validator("api_key")
+    @classmethod
+    def _header_safe(cls, v: str | None) -> str | None:
+        # It travels in an HTTP header: anything else fails on the first message instead.
+        if v is None:
+            return v
+        for i, ch in enumerate(v):
+            if not " " <= ch <= "~":
+                raise ValueError(
+                    f"must be printable ASCII, found U+{ord(ch):04X} at position {i + 1} "
+                    "(a pasted '…', a curly quote or a line break?)"
+                )
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if any(ch.isspace() or not ch.isprintable() for ch in v):
+            raise ValueError("must not contain spaces or control characters")
+        try:
+            parts = urlsplit(v)
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
+        except ValueError as err:
+            raise ValueError(f"is not a valid URL: {err}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model_named(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must not be empty or whitespace (leave it out for the default)")
+        return v
+
     @model_validator(mode="after")
     def _openai_needs_url(self) -> AISettings:
-        if self.provider == "openai":
-            if not self.base_url:
-                raise ValueError("ai.base_url is required when ai.provider = 'openai'")
-            if not self.base_url.startswith(("http://", "https://")):
-                raise ValueError("ai.base_url must be an http:// or https:// URL")
+        if self.provider == "openai" and not self.base_url:
+            raise ValueError("ai.base_url is required when ai.provider = 'openai'")
         return self
 
     @property

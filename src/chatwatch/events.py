@@ -121,11 +121,16 @@ class MessageReceived(Event):
 
 @dataclass(frozen=True, slots=True)
 class MessageSent(Event):
-    """A frame sent to a client (``type`` is the frame type)."""
+    """A frame sent to a client (``type`` is the frame type).
+
+    ``quiet`` frames (error frames answering a rejection that is only counted, see
+    ``RejectionsSuppressed``) are counted in metrics but not logged one by one.
+    """
 
     type: str
     connection_id: str
     correlation_id: str | None
+    quiet: bool = False
     name = "message.sent"
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from chatwatch.auth import Authenticator
 from chatwatch.chat.connection import ChatDeps
 from chatwatch.chat.hub import Hub
+from chatwatch.chat.sessions import Sessions
 from chatwatch.clock import Clock
 from chatwatch.config import Settings
 from chatwatch.events import EventBus
@@ -34,6 +35,7 @@ class Services:
     store: ChatStore
     auth: Authenticator
     hub: Hub
+    sessions: Sessions
     chat: ChatDeps
     metrics: ChatMetrics
     history: MetricsHistory

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from chatwatch.api.deps import get_services, report_request_incident, require_user
 from chatwatch.auth import Principal
+from chatwatch.chat.sessions import ChatRefusal
 from chatwatch.events import FeatureUsed
 from chatwatch.services import Services
 
@@ -26,20 +27,14 @@ async def session_messages(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> dict[str, Any]:
     """Messages of a session, oldest first; 403 for anyone but its owner or an admin."""
-    if len(session_id) > 64:
-        raise HTTPException(status_code=404, detail="no such session")
-    session = await services.store.get_session(session_id)
-    if session is None:
-        raise HTTPException(status_code=404, detail="no such session")
-    if session.user_id != principal.user_id and not principal.is_admin:
-        report_request_incident(
-            request,
-            "forbidden_session",
-            "session of another user",
-            "authorization",
-            principal.user_id,
-        )
-        raise HTTPException(status_code=403, detail="this session belongs to another user")
+    try:
+        session = await services.sessions.readable(principal, session_id)
+    except ChatRefusal as err:
+        if err.incident is not None:
+            report_request_incident(
+                request, err.incident, err.message, err.error_type, principal.user_id
+            )
+        raise HTTPException(status_code=err.status, detail=err.message) from None
     items = await services.store.list_messages(session_id, after=after, limit=limit)
     services.bus.emit(FeatureUsed(feature="history"))
     return {

@@ -7,6 +7,7 @@ security summary put cumulative counts beside per-minute ones with nothing sayin
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -115,3 +116,35 @@ async def test_security_summary_labels_what_each_figure_covers(live_server: Live
     assert recent["auth_failures_per_minute"] == 3.0
     top = recent["top_ips"][0]
     assert top == {"client_ip": "127.0.0.1", "events": 3, "auth_failures": 3}
+
+
+async def test_visitor_leaving_mid_reply_is_counted_as_cancelled_not_failed(
+    live_server_factory: LiveServerFactory, fake_openai: FakeOpenAI
+) -> None:
+    """A visitor closing the socket while the reply streams: messages.cancelled moves,
+    service failures, the error rate and health do not.
+
+    Tried: an upstream that stalls after its first chunk until the client goes away.
+    """
+    fake_openai.script.append(Behaviour(chunks=["One ", "two ", "three."], stall_after=1))
+    async with live_server_factory(**upstream(fake_openai)) as srv:
+        token, _ = await srv.guest()
+        chat = await open_chat(srv.ws_url, token)
+        await chat.send({"type": "message", "id": "m1", "content": "tell me everything"})
+        await chat.until("ai_delta")
+        await chat.close()
+        messages: dict[str, Any] = {}
+        for _ in range(100):  # the server notices the close asynchronously
+            messages = await admin_get(srv, "/metrics/messages")
+            if messages["cancelled"]["total"] == 1:
+                break
+            await asyncio.sleep(0.05)
+        errors = await admin_get(srv, "/metrics/errors")
+        health = await admin_get(srv, "/health")
+        async with srv.http() as client:
+            scrape = (await client.get("/metrics")).text
+    assert messages["cancelled"]["total"] == 1
+    assert errors["service_failures"]["total"] == 0
+    assert errors["error_rate"] is None  # the one message was never handled to the end
+    assert health["status"] == "healthy"
+    assert 'chat_replies_cancelled_total{reason="client_closed"} 1.0' in scrape

@@ -255,6 +255,17 @@ def test_cancelled_ai_call_is_info_and_refusals_warnings(bus: EventBus, cap: Cap
     }
 
 
+def test_quiet_error_frames_are_not_logged_one_by_one(bus: EventBus, cap: Captured) -> None:
+    """An error frame answering a rejection that is only counted (``quiet``) gets no record.
+
+    Tried: 50 quiet error frames, as a bad-frame flood past the connection's limit sends.
+    """
+    for _ in range(50):
+        bus.emit(MessageSent("error", "c1", "corr", quiet=True))
+    bus.emit(MessageSent("error", "c1", "corr"))
+    assert len(cap.events("message.sent")) == 1
+
+
 def test_message_replayed_is_info(bus: EventBus, cap: Captured) -> None:
     """message.replayed is info with the connection and session."""
     bus.emit(MessageReplayed("c1", "s1", "corr-r"))

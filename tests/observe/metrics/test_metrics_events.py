@@ -400,7 +400,10 @@ def test_suppressed_rejections_count_by_code_and_as_client_mistakes(
     name = "chat_message_rejections_suppressed_total"
     assert value(registry, name, code="invalid_json") == 5
     assert value(registry, name, code="rate_limited") == 2
+    # Each was answered with an error frame: counted by code like the announced ones.
+    assert value(registry, "chat_message_errors_total", code="invalid_json") == 5
     totals = metrics.read().totals
+    assert totals.message_errors == 7
     assert totals.rejections_suppressed == 7
     assert totals.frames_rejected == 7 and totals.client_mistakes == 7
     assert totals.service_failures == 0

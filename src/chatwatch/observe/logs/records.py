@@ -153,7 +153,10 @@ class EventLogger:
 
     @handles(MessageSent)
     def on_message_sent(self, e: MessageSent) -> None:
-        """message.sent (info; debug for streamed deltas and pongs)."""
+        """message.sent (info; debug for streamed deltas and pongs); quiet frames (answers to
+        rejections counted in a summary) are not logged one by one."""
+        if e.quiet:
+            return
         method = self._log.debug if e.type in _QUIET_FRAMES else self._log.info
         method(
             e.name,

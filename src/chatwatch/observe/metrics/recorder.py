@@ -342,12 +342,14 @@ class ChatMetrics:
 
     @handles(RejectionsSuppressed)
     def on_rejections_suppressed(self, e: RejectionsSuppressed) -> None:
-        """Count the bad frames a connection summarised instead of announcing one by one."""
+        """Count the bad frames a connection summarised instead of announcing one by one
+        (each was answered with an error frame, so they count by code there too)."""
         tally = self._tally
         for code, count in e.by_code:
             if count <= 0:
                 continue
             self._suppressed.child(code).inc(count)
+            self._msg_errors.child(code).inc(count)
             tally.frames_rejected += count
             if code in CLIENT_MISTAKES:
                 tally.client_mistakes += count

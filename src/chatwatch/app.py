@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
+import pwd
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -21,10 +24,13 @@ from chatwatch.api import admin_chat, admin_page, chat_history, chat_ws, health
 from chatwatch.api import auth as auth_api
 from chatwatch.api.admin_logs import build_admin_logs_router
 from chatwatch.api.admin_metrics import build_admin_metrics_router
+from chatwatch.api.audit import AuditAction, audit
 from chatwatch.api.correlation import CorrelationMiddleware
 from chatwatch.api.deps import require_admin
+from chatwatch.api.docs import build_docs_router
 from chatwatch.api.metrics_endpoint import build_metrics_endpoint
-from chatwatch.auth import Authenticator, load_or_create_secret
+from chatwatch.api.security_headers import SecurityHeadersMiddleware, content_policies
+from chatwatch.auth import AdminTokenFile, Authenticator, load_or_create_secret, read_secret
 from chatwatch.chat.budget import DailyBudget
 from chatwatch.chat.cache import ResponseCache, make_cache
 from chatwatch.chat.connection import ChatDeps
@@ -40,12 +46,17 @@ from chatwatch.config import Settings
 from chatwatch.events import CacheEvicted, Event, EventBus, attach
 from chatwatch.observe.context import start_background_job
 from chatwatch.observe.health import HealthChecker, HealthThresholds
-from chatwatch.observe.logs.pipeline import LogMetrics, configure_logging, get_logger
+from chatwatch.observe.logs.pipeline import (
+    LogMetrics,
+    add_secret,
+    configure_logging,
+    get_logger,
+)
 from chatwatch.observe.logs.records import EventLogger
 from chatwatch.observe.logs.store import LogStore
 from chatwatch.observe.metrics.exposition import new_registry
 from chatwatch.observe.metrics.history import MetricsHistory
-from chatwatch.observe.metrics.json_api import history_item
+from chatwatch.observe.metrics.json_api import history_item, iso_time
 from chatwatch.observe.metrics.recorder import ChatMetrics
 from chatwatch.observe.metrics.runtime import RuntimeMonitor
 from chatwatch.observe.security import SecurityMonitor
@@ -55,7 +66,7 @@ from chatwatch.store.chat_store import ChatStore
 from chatwatch.store.db import Database
 from chatwatch.store.spend import spent_between
 
-__all__ = ["Secrets", "build_app", "resolve_secrets"]
+__all__ = ["Secrets", "build_app", "find_jwt_secret", "resolve_secrets"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +79,48 @@ class Secrets:
 
 
 def resolve_secrets(settings: Settings) -> Secrets:
-    """Configured secrets, else the ones kept in the data directory (created on first start)."""
+    """Configured secrets, else the ones kept in the data directory (created on first start).
+
+    Only the server calls this; commands that merely use a secret call ``find_jwt_secret``.
+    """
     data_dir = settings.server.data_dir
     jwt_secret = settings.auth.jwt_secret or load_or_create_secret(data_dir / "secret")[0]
     if settings.auth.admin_token:
         return Secrets(jwt_secret, settings.auth.admin_token, False)
     token, created = load_or_create_secret(data_dir / "admin_token")
     return Secrets(jwt_secret, token, created)
+
+
+def find_jwt_secret(settings: Settings) -> str | None:
+    """The JWT secret the server signs with, without creating one (None: there is none yet).
+
+    Raises OSError when ``<data_dir>/secret`` exists but cannot be read.
+    """
+    return settings.auth.jwt_secret or read_secret(settings.server.data_dir / "secret") or None
+
+
+def _authenticator(settings: Settings, secrets: Secrets, clock: Clock) -> Authenticator:
+    if settings.auth.admin_token:
+        return Authenticator(secrets.jwt_secret, secrets.admin_token, clock)
+
+    def rotated(token: str, st: os.stat_result) -> None:
+        # ``chatwatch admin-token rotate`` runs as some local user, outside any request.
+        add_secret(token)
+        try:
+            who = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            who = str(st.st_uid)
+        audit(
+            f"local-user:{who}",
+            AuditAction.ADMIN_TOKEN_ROTATED,
+            path=str(path.resolve()),
+            rotated_at=iso_time(st.st_mtime),
+        )
+
+    path = settings.server.data_dir / "admin_token"
+    return Authenticator(
+        secrets.jwt_secret, AdminTokenFile(path, secrets.admin_token, rotated), clock
+    )
 
 
 def _provider(settings: Settings) -> AIProvider:
@@ -220,7 +266,7 @@ def build_app(
         bus=bus,
         db=db,
         store=store,
-        auth=Authenticator(secrets.jwt_secret, secrets.admin_token, clock),
+        auth=_authenticator(settings, secrets, clock),
         hub=hub,
         sessions=Sessions(store, bus, clock, context_messages=settings.ai.max_context_messages),
         chat=ChatDeps(
@@ -274,17 +320,25 @@ def build_app(
             await logstore.close()
             await db.dispose()
 
+    api_docs = settings.server.api_docs
     app = FastAPI(
         title="chatwatch",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        # Our own docs page (local assets, no inline script) replaces FastAPI's.
+        docs_url=None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url="/api/openapi.json" if api_docs else None,
+        # Starlette's slash redirects build an absolute URL from the Host header: with a
+        # forged Host that is an open redirect. Paths are exact; /admin/ has its own route.
+        redirect_slashes=False,
     )
     app.state.services = services
     _install_error_handlers(app)
     app.include_router(health.router)
+    app.mount("/static", StaticFiles(packages=[("chatwatch.web", "static")]), name="static")
+    if api_docs:
+        app.include_router(build_docs_router("/api/docs", "/api/openapi.json", app.title))
     app.include_router(auth_api.router)
     app.include_router(chat_history.router)
     app.include_router(chat_ws.router)
@@ -307,7 +361,7 @@ def build_app(
         page = resources.files("chatwatch.web").joinpath("index.html").read_text()
         return HTMLResponse(page)
 
-    return CorrelationMiddleware(app)
+    return CorrelationMiddleware(SecurityHeadersMiddleware(app, content_policies(settings.server)))
 
 
 def _install_error_handlers(app: FastAPI) -> None:

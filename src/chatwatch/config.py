@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -68,6 +68,20 @@ def parse_duration(value: str | float | int) -> float:
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
 
 
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_:")
+
+
+def _port_of(parts: SplitResult) -> int | None:
+    """The URL's port; a ValueError naming it when the port or the host is malformed."""
+    # These URLs end up in Content-Security-Policy headers: no ';', quotes or spaces.
+    if not set((parts.hostname or "").lower()) <= _HOST_CHARS:
+        raise ValueError(f"{parts.netloc!r} has a bad host name")
+    try:
+        return parts.port
+    except ValueError:
+        raise ValueError(f"{parts.netloc!r} has a bad port") from None
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -81,6 +95,62 @@ class ServerSettings(_Section):
     forwarded_allow_ips: list[str] = Field(
         default_factory=list, description="proxies whose X-Forwarded-For is trusted ('*': any)"
     )
+    public_url: str | None = Field(
+        None, description="where people reach the service (default http://<host>:<port>)"
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins besides public_url that may open /ws/chat and embed /",
+    )
+    api_docs: bool = Field(True, description="serve /api/docs and /api/openapi.json")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v.strip())
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL, e.g. https://chat.example.com")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not contain a user name or password")
+        _port_of(parts)
+        return v.strip().rstrip("/")
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        checked = []
+        for item in v:
+            text = item.strip()
+            if text == "*":
+                # A wildcard would let any site open chats as its visitors (SPEC §2).
+                raise ValueError("'*' is not allowed: list each origin, e.g. https://example.com")
+            parts = urlsplit(text)
+            if (
+                parts.scheme.lower() not in ("http", "https")
+                or not parts.hostname
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+                or parts.username is not None
+                or parts.password is not None
+            ):
+                raise ValueError(
+                    f"{item!r} is not an origin: use scheme://host[:port], "
+                    "e.g. https://www.example.com"
+                )
+            _port_of(parts)
+            checked.append(text.rstrip("/"))
+        return checked
+
+    @property
+    def external_url(self) -> str:
+        """``public_url``, else ``http://<host>:<port>`` (brackets around an IPv6 host)."""
+        if self.public_url:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
 
 class DatabaseSettings(_Section):

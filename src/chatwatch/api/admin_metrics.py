@@ -11,8 +11,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
+from chatwatch.api.audit import AuditAction, audit
 from chatwatch.config import parse_duration
 from chatwatch.observe.health import HealthChecker
 from chatwatch.observe.metrics import json_api as metrics_api
@@ -124,9 +125,11 @@ def build_admin_metrics_router(
         return metrics_api.summary(reading, status, active_alerts())
 
     @router.post("/metrics/reset")
-    async def metrics_reset() -> JSON:
+    async def metrics_reset(request: Request) -> JSON:
         """Start a new window for the JSON figures (Prometheus counters stay monotonic)."""
-        return {"reset_at": metrics_api.iso_time(metrics.reset())}
+        reset_at = metrics_api.iso_time(metrics.reset())
+        audit(request, AuditAction.METRICS_RESET, reset_at=reset_at)
+        return {"reset_at": reset_at}
 
     @router.get("/health")
     async def health_status() -> JSON:

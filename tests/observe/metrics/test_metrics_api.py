@@ -207,7 +207,7 @@ def test_summary_and_headline_keys(bus: EventBus, live: LiveChat, signals: Signa
     assert head["ai_cost_usd_24h"] == pytest.approx(0.002)
 
 
-def test_reset_at_is_rfc3339_utc(metrics: ChatMetrics, clock: FakeClock):
+def test_reset_at_is_rfc3339_utc(signals: Signals, clock: FakeClock):
     """Every category's reset_at is the API's one time format (chatwatch.timefmt)."""
-    body = metrics_api.all_categories(metrics.read(), metrics.model_labels)
+    body = metrics_api.all_categories(signals.read())
     assert {cat["reset_at"] for cat in body.values()} == {format_time(clock.time())}

@@ -16,7 +16,6 @@ from chatwatch.events import (
     QuickActionUsed,
 )
 from chatwatch.observe.metrics import json_api as metrics_api
-from chatwatch.observe.metrics.recorder import ChatMetrics
 from chatwatch.observe.signals import IntervalCounter, Signals
 from chatwatch.timefmt import format_time
 from tests.observe import factory as f

@@ -16,8 +16,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chatwatch.alerts.factory import build_alert_engine
+from chatwatch.alerts.signal_adapter import MetricsSignalSource
 from chatwatch.api import admin_chat, admin_page, chat_history, chat_ws, health
 from chatwatch.api import auth as auth_api
+from chatwatch.api.admin_alerts import build_admin_alerts_router
 from chatwatch.api.admin_logs import build_admin_logs_router
 from chatwatch.api.admin_metrics import build_admin_metrics_router
 from chatwatch.api.correlation import CorrelationMiddleware
@@ -146,10 +149,13 @@ def build_app(
     metrics = ChatMetrics(registry, clock, settings.metrics)
     metrics.attach(bus)
     runtime = RuntimeMonitor(metrics, clock)
+    alerts = build_alert_engine(
+        settings, db, clock, MetricsSignalSource(metrics, security), metrics
+    )
 
     def snapshot() -> dict[str, Any]:
         start_background_job("metrics")  # each snapshot run gets its own correlation id
-        return headline_of(metrics)
+        return headline_of(metrics, len(alerts.active()))
 
     history = MetricsHistory(
         db,
@@ -199,7 +205,7 @@ def build_app(
         logstore=logstore,
         security=security,
     )
-    services.extras.update(registry=registry, secrets=secrets)
+    services.extras.update(registry=registry, secrets=secrets, alerts=alerts)
     background: list[asyncio.Task[Any]] = []
 
     @asynccontextmanager
@@ -207,6 +213,7 @@ def build_app(
         await db.migrate()
         await logstore.start()
         runtime.start()
+        await alerts.start(background=settings.alerts.enabled)
 
         background.append(asyncio.create_task(history.run(), name="metrics-history"))
         if settings.ai.provider == "builtin":
@@ -225,6 +232,7 @@ def build_app(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await runtime.stop()
+            await alerts.stop()
             metrics_endpoint.exposition.close()  # type: ignore[attr-defined]
             await ai_provider.aclose()
             if cache is not None:
@@ -251,12 +259,21 @@ def build_app(
     app.include_router(admin_page.router, dependencies=admin)
     app.include_router(admin_chat.router, prefix="/api/v1/admin/chat", dependencies=admin)
     app.include_router(
-        build_admin_metrics_router(metrics, history, health_checker),
+        build_admin_metrics_router(
+            metrics,
+            history,
+            health_checker,
+            active_alerts=lambda: len(alerts.active()),
+            include_alerts=False,
+        ),
         prefix="/api/v1/admin/chat",
         dependencies=admin,
     )
     app.include_router(
         build_admin_logs_router(logstore), prefix="/api/v1/admin/chat", dependencies=admin
+    )
+    app.include_router(
+        build_admin_alerts_router(alerts), prefix="/api/v1/admin/chat", dependencies=admin
     )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -29,7 +29,7 @@ def kinds(h: Harness, channel: str = "ops") -> list[str]:
 
 
 def test_state_enum_refuses_illegal_transitions() -> None:
-    """resolved → firing, firing → pending and inactive → anything raise; legal moves stamp times."""
+    """resolved → firing, firing → pending, inactive → pending raise; moves stamp times."""
     alert = Alert(id="a", rule="R", labels={"alertname": "R"}, annotations={}, starts_at=1.0)
     alert.move(AlertState.FIRING, 2.0)
     with pytest.raises(IllegalTransition):

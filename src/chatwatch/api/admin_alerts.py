@@ -25,6 +25,8 @@ __all__ = ["ALERT_RESPONSES", "build_admin_alerts_router"]
 SeverityName = Literal["low", "medium", "high", "critical"]
 TypeName = Literal["error", "performance", "security", "connection", "ai", "system"]
 MAX_PAGE = 1000
+# The caller (the mount already requires an admin; FastAPI runs the dependency once).
+Admin = Annotated[Principal, Depends(require_admin)]
 
 
 class ErrorOut(BaseModel):
@@ -234,7 +236,6 @@ def _limit(raw: str | None, default: int = 100) -> int:
 def build_admin_alerts_router(engine: AlertEngine) -> APIRouter:
     """The alert routes over ``engine`` (auth is the mount's job)."""
     router = APIRouter(prefix="/alerts", tags=["admin alerts"], responses=ALERT_RESPONSES)
-    Admin = Annotated[Principal, Depends(require_admin)]
 
     def out(alert: Any) -> AlertOut:
         return AlertOut(**engine.to_json(alert))

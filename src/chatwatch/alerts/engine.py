@@ -49,7 +49,6 @@ from chatwatch.alerts.rules import (
 from chatwatch.alerts.signals_port import (
     SIGNALS,
     WATCHDOG_SIGNAL,
-    Series,
     SignalKind,
     SignalReading,
     SignalSource,
@@ -117,6 +116,24 @@ class _Need:
 
 def _label_key(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(labels.items()))
+
+
+# One series of a reading, ready for rules split by one label set: (sorted labels as a
+# key, labels, value, samples).
+_Row = tuple[tuple[tuple[str, str], ...], Mapping[str, str], float | None, float | None]
+_WATCHDOG_ROWS: list[_Row] = [((), {}, 1.0, None)]
+
+
+def _rows(reading: SignalReading, signal: str, by: tuple[str, ...]) -> list[_Row]:
+    """The series of ``signal`` whose labels are exactly ``by`` (computed once per cycle)."""
+    if signal == WATCHDOG_SIGNAL:
+        return _WATCHDOG_ROWS
+    want = set(by)
+    return [
+        (_label_key(s.labels), s.labels, s.value, s.samples)
+        for s in reading.series(signal)
+        if s.labels.keys() == want
+    ]
 
 
 def _fmt(value: float | None) -> str:
@@ -332,10 +349,12 @@ class AlertEngine:
             updates: list[Alert] = []
             deletes: list[str] = []
             rules = list(self._rules)
-            for index, rule in enumerate(rules):
-                if index and index % CHUNK == 0:
+            series_index: dict[tuple[str, tuple[str, ...]], list[_Row]] = {}
+            for position, rule in enumerate(rules):
+                if position and position % CHUNK == 0:
                     await asyncio.sleep(0)
-                self._evaluate_rule(rule, reading, now, inserts, updates, deletes)
+                self._evaluate_rule(rule, reading, now, inserts, updates, deletes, series_index)
+            await asyncio.sleep(0)
             live = {r.name for r in rules}
             for name in [n for n in self._rule_keys if n not in live]:
                 for key in list(self._rule_keys.get(name, ())):
@@ -357,27 +376,28 @@ class AlertEngine:
         inserts: list[Alert],
         updates: list[Alert],
         deletes: list[str],
+        index: dict[tuple[str, tuple[str, ...]], list[_Row]],
     ) -> None:
-        if rule.signal == WATCHDOG_SIGNAL:
-            series: Iterable[Series] = (Series({}, 1.0),)
-        else:
-            series = reading.series(rule.signal)
-        want = rule.by
-        seen: set[Key] = set()
-        for s in series:
-            labels = s.labels
-            if len(labels) != len(want) or any(k not in labels for k in want):
-                continue
-            key = (rule.name, _label_key(labels))
-            seen.add(key)
-            value = s.value
-            if value is None:
-                continue
-            if rule.min_samples and s.samples is not None and s.samples < rule.min_samples:
+        rows = index.get((rule.signal, rule.by))
+        if rows is None:
+            rows = index[(rule.signal, rule.by)] = _rows(reading, rule.signal, rule.by)
+        name = rule.name
+        active = self._active
+        fires = rule.op.compare
+        threshold = rule.threshold
+        min_samples = rule.min_samples
+        for label_key, labels, value, samples in rows:
+            if value is None or (min_samples and samples is not None and samples < min_samples):
+                continue  # no data: neither fires nor resolves
+            key = (name, label_key)
+            alert = active.get(key)
+            # The common case by far: nothing active and nothing firing.
+            if alert is None and not fires(value, threshold) and key not in self._cleared_by_hand:
                 continue
             self._step(rule, key, labels, value, now, inserts, updates, deletes)
-        keys = self._rule_keys.get(rule.name)
+        keys = self._rule_keys.get(name)
         if keys and SIGNALS[rule.signal].kind is SignalKind.COUNT:
+            seen = {(name, row[0]) for row in rows}
             for key in [k for k in keys if k not in seen]:
                 self._step(rule, key, dict(key[1]), 0.0, now, inserts, updates, deletes)
 

@@ -36,6 +36,7 @@ __all__ = [
     "EventBus",
     "FeatureUsed",
     "FrameRejected",
+    "LimitsStorageChanged",
     "MessageProcessed",
     "MessageReceived",
     "MessageReplayed",
@@ -448,3 +449,22 @@ class AIBudgetChanged(Event):
     budget_usd: float
     day: str  # YYYY-MM-DD (UTC)
     name = "ai.budget.changed"
+
+
+# --- added by the limits work (issue 8) ----------------------------------------------
+# Emitted by chat.limits.ChatLimits; listeners are for the lead to wire.
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsStorageChanged(Event):
+    """The shared rate-limit store (Redis) became unreachable — ``degraded``: limits count
+    in this process's memory until it answers again — or answered again (``recovered``).
+    Once per outage each way. ``ChatLimits`` logs it itself (warning / info), so no log
+    listener is needed. Metrics to wire: gauge ``chat_limits_storage_degraded`` (1 while
+    degraded) and counter ``chat_limits_storage_fallbacks_total`` (``fallback_calls``)."""
+
+    state: str  # degraded | recovered
+    backend: str  # redis
+    error: str  # what failed first ("" when recovered)
+    fallback_calls: int  # limit checks counted in memory during this outage so far
+    name = "limits.storage.changed"

@@ -8,6 +8,7 @@ from typing import Any
 from chatwatch.auth import Authenticator
 from chatwatch.chat.connection import ChatDeps
 from chatwatch.chat.hub import Hub
+from chatwatch.chat.limits import ChatLimits
 from chatwatch.chat.sessions import Sessions
 from chatwatch.clock import Clock
 from chatwatch.config import Settings
@@ -36,6 +37,7 @@ class Services:
     hub: Hub
     sessions: Sessions
     chat: ChatDeps
+    limits: ChatLimits
     metrics: ChatMetrics
     history: MetricsHistory
     health: HealthChecker

@@ -168,7 +168,7 @@ async def test_webhook_is_alertmanager_v4_signed_and_keyed(db: Database, clock: 
         "fingerprint",
     }
     assert (first["startsAt"], first["endsAt"]) == (
-        "2027-01-15T08:00:00.000Z",
+        "2027-01-15T08:00:00.000000Z",
         "0001-01-01T00:00:00Z",
     )
 
@@ -254,9 +254,9 @@ async def test_receiver_down_is_retried_then_failed_after_bounded_attempts(
 
 async def test_slow_receiver_times_out_and_is_retried(db: Database, clock: FakeClock) -> None:
     """A receiver slower than the timeout counts as down: retried, then delivered."""
-    async with run_receiver(Receiver(script=[(200, 2.0)])) as rx:
+    async with run_receiver(Receiver(script=[(200, 4.0)])) as rx:
         await AlertStore(db).enqueue([notification()], [], clock.time())
-        d = dispatcher(db, clock, webhook(rx.url, timeout=0.3))
+        d = dispatcher(db, clock, webhook(rx.url, timeout=1.5))
         await d.dispatch_once()
         [row], _ = await AlertStore(db).notifications(1)
         assert row.state == OutboxState.QUEUED and "timed out" in (row.last_error or "")

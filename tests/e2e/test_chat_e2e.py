@@ -349,11 +349,13 @@ async def test_readyz_fails_when_store_is_gone(live_server: LiveServer) -> None:
 
 
 async def test_chat_page_is_served(live_server: LiveServer) -> None:
-    """GET / serves the chat page that talks to /ws/chat."""
+    """GET / serves the chat page, whose script (/static/chat.js) talks to /ws/chat."""
     async with live_server.http() as http:
-        r = await http.get("/")
-    assert r.status_code == 200
-    assert "/ws/chat" in r.text and "/api/v1/auth/guest" in r.text
+        page = await http.get("/")
+        script = await http.get("/static/chat.js")
+    assert (page.status_code, script.status_code) == (200, 200)
+    assert '<script src="/static/chat.js">' in page.text
+    assert "/ws/chat" in script.text and "/api/v1/auth/guest" in script.text
 
 
 async def test_same_question_twice_is_cached(live_server: LiveServer) -> None:

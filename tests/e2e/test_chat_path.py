@@ -26,6 +26,7 @@ from chatwatch.events import (
     MessageSent,
     RejectionsSuppressed,
     ReplyCancelled,
+    SecurityEvent,
 )
 from tests.conftest import LiveServer, LiveServerFactory
 from tests.e2e.client import ChatClient, open_chat
@@ -275,3 +276,65 @@ async def test_a_flood_of_bad_frames_is_counted_not_logged_one_by_one(
         registry = srv.services.metrics.registry
         total = registry.get_sample_value("chat_message_errors_total", {"code": "invalid_json"})
         assert total == 200
+
+
+async def test_message_limit_holds_across_reconnects(
+    live_server_factory: LiveServerFactory,
+) -> None:
+    """`limits.messages_per_minute` counts a user's messages over all their sockets: a
+    reconnect (the attack that got 10,000 replies from one IP) gets no fresh allowance."""
+    provider = ScriptedProvider()
+    async with live_server_factory(provider=provider, limits={"messages_per_minute": 3}) as srv:
+        events = record(srv)
+        token, _ = await srv.guest()
+        first = await _chat(srv, token=token)
+        for n in range(3):
+            assert (await first.ask(f"question {n}", f"m{n}"))[-1]["type"] == "ai_message"
+        await first.close()
+        second = await _chat(srv, first.session_id, token)
+        refused = (await second.ask("one more", "m3"))[-1]
+        assert (refused["type"], refused["code"], refused["reply_to"]) == (
+            "error",
+            "rate_limited",
+            "m3",
+        )
+        assert "try again in" in refused["message"]
+        assert provider.calls == 3
+        assert any(isinstance(e, SecurityEvent) and e.type == "rate_limited" for e in events)
+        await second.close()
+
+
+async def test_message_limit_per_ip_counts_every_user_of_the_address(
+    live_server_factory: LiveServerFactory,
+) -> None:
+    """`limits.messages_per_minute_per_ip` is shared by every user behind one address."""
+    limits = {"messages_per_minute": 100, "messages_per_minute_per_ip": 2}
+    async with live_server_factory(provider=ScriptedProvider(), limits=limits) as srv:
+        one, two = await _chat(srv), await _chat(srv)
+        assert (await one.ask("a", "1"))[-1]["type"] == "ai_message"
+        assert (await two.ask("b", "1"))[-1]["type"] == "ai_message"
+        assert (await two.ask("c", "2"))[-1]["code"] == "rate_limited"
+        await one.close()
+        await two.close()
+
+
+async def test_ai_limit_refuses_ai_calls_but_not_cache_hits(
+    live_server_factory: LiveServerFactory,
+) -> None:
+    """`limits.ai_requests_per_minute` stops AI calls (a `rate_limited` frame, an
+    `ai_spend_limited` security event), while a cached answer is still given."""
+    provider = ScriptedProvider()
+    async with live_server_factory(provider=provider, limits={"ai_requests_per_minute": 1}) as srv:
+        events = record(srv)
+        client = await _chat(srv)
+        assert (await client.ask("what do you cost?", "1"))[-1]["content"] == "answer 1"
+        refused = await client.ask("and your hours?", "2")
+        assert [f["type"] for f in refused] == ["ack", "error"]
+        assert (refused[-1]["code"], refused[-1]["reply_to"]) == ("rate_limited", "2")
+        assert any(isinstance(e, SecurityEvent) and e.type == "ai_spend_limited" for e in events)
+        assert provider.calls == 1
+        await client.close()
+        other = await _chat(srv)
+        cached = (await other.ask("what do you cost?", "1"))[-1]
+        assert (cached["type"], cached["cached"]) == ("ai_message", True)
+        await other.close()

@@ -59,7 +59,7 @@ from chatwatch.alerts.store import AlertStore, NameTaken
 from chatwatch.clock import Clock
 from chatwatch.observe.context import background_job
 from chatwatch.observe.logs.pipeline import get_logger
-from chatwatch.observe.metrics.json_api import iso_time
+from chatwatch.timefmt import format_time as iso_time
 
 __all__ = [
     "CHUNK",
@@ -855,9 +855,9 @@ class AlertEngine:
         """Validate and store a silence (RuleError naming the bad field)."""
         now = self.clock.time()
         matchers = parse_matchers(body.get("matchers"))
-        ends_at = parse_time_value("ends_at", body.get("ends_at"))
+        ends_at = parse_time_value("ends_at", body.get("ends_at"), now)
         starts_raw = body.get("starts_at")
-        starts_at = now if starts_raw is None else parse_time_value("starts_at", starts_raw)
+        starts_at = now if starts_raw is None else parse_time_value("starts_at", starts_raw, now)
         if ends_at <= now:
             raise RuleError("ends_at", "must be in the future")
         if ends_at <= starts_at:

@@ -23,10 +23,7 @@ class _Counters(ActiveCounter, NotificationCounter, Protocol):
 
 def public_url(settings: Settings) -> str:
     """``server.public_url``, else ``http://<host>:<port>``."""
-    configured = getattr(settings.server, "public_url", None)
-    if isinstance(configured, str) and configured:
-        return configured.rstrip("/")
-    return f"http://{settings.server.host}:{settings.server.port}"
+    return settings.server.external_url.rstrip("/")
 
 
 def build_alert_engine(

@@ -12,11 +12,11 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from chatwatch.alerts.rules import RuleError
-from chatwatch.observe.metrics.json_api import iso_time
+from chatwatch.timefmt import MAX_TIME, MIN_TIME, parse_time
+from chatwatch.timefmt import format_time as iso_time
 
 __all__ = ["Matcher", "Silence", "parse_matchers", "parse_time_value"]
 
@@ -144,26 +144,23 @@ def parse_matchers(raw: Any) -> tuple[Matcher, ...]:
     return tuple(_matcher(i, m) for i, m in enumerate(raw))
 
 
-def parse_time_value(name: str, raw: Any) -> float:
-    """A time in a body: RFC 3339 (no zone: UTC) or epoch seconds, within 1970-9999."""
+def parse_time_value(name: str, raw: Any, now: float) -> float:
+    """A time in a body: epoch seconds, or a string in the API's one time grammar
+    (``chatwatch.timefmt``: RFC 3339, epoch seconds, or a duration ago)."""
     if isinstance(raw, bool) or raw is None:
         raise RuleError(name, "must be an RFC 3339 time or epoch seconds")
     if isinstance(raw, int | float):
         value = float(raw)
-    elif isinstance(raw, str):
-        text = raw.strip()
-        try:
-            value = float(text)
-        except ValueError:
-            try:
-                parsed = datetime.fromisoformat(text.replace("z", "Z"))
-            except ValueError:
-                raise RuleError(name, f"{raw[:64]!r} is not an RFC 3339 time") from None
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            value = parsed.timestamp()
-    else:
+        if not math.isfinite(value) or not MIN_TIME <= value < MAX_TIME:
+            raise RuleError(name, "must be between 1970 and 9999")
+        return value
+    if not isinstance(raw, str):
         raise RuleError(name, "must be an RFC 3339 time or epoch seconds")
-    if not math.isfinite(value) or not 0 <= value < 253402300800:
-        raise RuleError(name, "must be between 1970 and 9999")
-    return value
+    try:
+        return parse_time(name, raw, now)
+    except ValueError as err:
+        message = str(err)
+        prefix = f"{name}: "
+        raise RuleError(
+            name, message[len(prefix) :] if message.startswith(prefix) else message
+        ) from None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from chatwatch.observe.metrics.json_api import iso_time
+from chatwatch.timefmt import format_time as iso_time
 
 __all__ = ["Alert", "AlertState", "IllegalTransition", "Notified", "fingerprint"]
 

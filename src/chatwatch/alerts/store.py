@@ -59,7 +59,7 @@ class OutboxRow:
 
     def to_json(self) -> dict[str, Any]:
         """What the API shows of a notification (its alerts by id)."""
-        from chatwatch.observe.metrics.json_api import iso_time
+        from chatwatch.timefmt import format_time as iso_time
 
         data = orjson.loads(self.payload)
         return {

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from chatwatch.api.audit import AuditAction, audit
 from chatwatch.api.deps import get_services
 from chatwatch.services import Services
 
@@ -36,6 +37,7 @@ async def broadcast(
             status_code=400,
         )
     sent = await services.hub.broadcast({"type": "broadcast", "message": text})
+    audit(request, AuditAction.BROADCAST, recipients=sent, message_chars=len(text))
     return JSONResponse({"recipients": sent})
 
 

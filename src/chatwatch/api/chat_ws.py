@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from chatwatch.api.incidents import report_incident
+from chatwatch.api.origin import origin_allowed
 from chatwatch.auth import AuthError, Principal, bearer
 from chatwatch.chat.connection import ChatConnection, ClientGone, Peer
 from chatwatch.chat.hub import HubEntry, Reservation
@@ -20,6 +21,7 @@ from chatwatch.chat.sessions import (
     AuthenticationRefused,
     ChatRefusal,
     OpenedSession,
+    OriginRefused,
     ShuttingDown,
     TooManyConnections,
 )
@@ -100,6 +102,8 @@ async def chat_socket(ws: WebSocket) -> None:
     principal: Principal | None = None
     reservation: Reservation | None = None
     try:
+        if not origin_allowed(ws.headers.get("origin"), services.settings.server):
+            raise OriginRefused("this site may not open the chat")  # SPEC §2: cross-site
         if hub.draining:
             raise ShuttingDown("server is restarting")
         principal = hand.authenticate()

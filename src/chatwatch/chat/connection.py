@@ -20,6 +20,7 @@ from typing import Any
 
 from chatwatch.chat.consultant import Consultant, Reply
 from chatwatch.chat.hub import Hub, SessionLive
+from chatwatch.chat.limits import ChatLimits, ConnectionFloodGuard, LimitExceeded, Refusal
 from chatwatch.chat.protocol import (
     ClientMessage,
     Ping,
@@ -30,7 +31,6 @@ from chatwatch.chat.protocol import (
     parse_frame,
 )
 from chatwatch.chat.providers.base import AIProviderError, ChatTurn
-from chatwatch.chat.ratelimit import TokenBucket
 from chatwatch.chat.rejections import RejectionSummary, RejectionThrottle
 from chatwatch.clock import Clock
 from chatwatch.correlation import new_correlation_id
@@ -54,7 +54,6 @@ from chatwatch.store.chat_store import ChatStore, DuplicateMessage, StoredMessag
 from chatwatch.vocabulary import CloseReason, ErrorCode, ErrorType, SecurityEventType
 
 __all__ = [
-    "AI_UNAVAILABLE_MESSAGE",
     "INTERNAL_MESSAGE",
     "ChatConnection",
     "ChatDeps",
@@ -70,7 +69,6 @@ Receive = Callable[[], Awaitable[str | bytes | None]]
 # What visitors read: short, no upstream text, no exception names (SPEC §4). The detail is
 # in the logs under the frame's correlation id.
 INTERNAL_MESSAGE = "Something went wrong on our side. Please try again in a moment."
-AI_UNAVAILABLE_MESSAGE = "The AI consultant is not available right now. Please try again shortly."
 SHUTDOWN_MESSAGE = "The server is restarting. Please send your message again in a moment."
 
 _ERROR_TYPES = {
@@ -145,6 +143,7 @@ class ChatDeps:
     hub: Hub
     store: ChatStore
     consultant: Consultant
+    limits: ChatLimits
     max_message_bytes: int
     messages_per_minute: int
     max_context_messages: int
@@ -179,7 +178,7 @@ class ChatConnection:
         self.lifecycle = Lifecycle()
         self._send_text = send_text
         self._send_lock = asyncio.Lock()
-        self._bucket = TokenBucket(deps.messages_per_minute, deps.clock)
+        self._guard = ConnectionFloodGuard(deps.messages_per_minute, deps.clock)
         self._throttle = RejectionThrottle(deps.clock)
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._current: _Job | None = None
@@ -240,30 +239,33 @@ class ChatConnection:
         try:
             frame = parse_frame(raw, self._d.max_message_bytes)
         except ProtocolError as err:
-            if not self._bucket.take():
-                err = ProtocolError("rate_limited", "too many frames; slow down", err.reply_to)
-            await self._reject(err, size)
+            # Bad frames spend the socket's own budget, so a flood of them is cut off here.
+            refusal = self._guard.take()
+            if refusal is not None:
+                await self._refuse(refusal, err.reply_to, size)
+            else:
+                await self._reject(err, size)
             return
         if isinstance(frame, Ping):
             self._received("ping", None, size)
             self._d.bus.emit(FeatureUsed(feature="ping"))
             await self.send({"type": "pong"})
             return
-        if not self._bucket.take():
-            await self._reject(
-                ProtocolError(
-                    "rate_limited",
-                    f"more than {self._d.messages_per_minute} messages a minute; slow down",
-                    frame.id,
-                ),
-                size,
-            )
+        p = self.peer
+        refusal = self._guard.take() or await self._d.limits.hit_message(p.user_id, p.client_ip)
+        if refusal is not None:
+            await self._refuse(refusal, frame.id, size)
             return
         correlation_id = frame.correlation_id or new_correlation_id()
         bind_message(correlation_id)
         job = _Job(frame, correlation_id, self._d.clock.monotonic())
         self._received(job.kind, correlation_id, size, job.content)
         self._queue.put_nowait(job)
+
+    async def _refuse(self, refusal: Refusal, reply_to: str | None, size: int) -> None:
+        """A frame over a rate limit: a ``rate_limited`` error frame, counted as its kind."""
+        err = ProtocolError(ErrorCode.RATE_LIMITED, refusal.message, reply_to)
+        await self._reject(err, size, refusal.security_type)
 
     def _received(
         self, kind: str, correlation_id: str | None, size: int, content: str | None = None
@@ -281,19 +283,26 @@ class ChatConnection:
             )
         )
 
-    async def _reject(self, err: ProtocolError, size: int) -> None:
+    async def _reject(
+        self,
+        err: ProtocolError,
+        size: int,
+        security: SecurityEventType = SecurityEventType.RATE_LIMITED,
+    ) -> None:
         correlation_id = new_correlation_id()
         report, due = self._throttle.admit(err.code)
         if due is not None:
             self._summarise(due)
         if report:
             bind_message(correlation_id)
-            self._report_rejection(err, size, correlation_id)
+            self._report_rejection(err, size, correlation_id, security)
         await self.send(
             error_frame(err.code, err.message, correlation_id, err.reply_to), quiet=not report
         )
 
-    def _report_rejection(self, err: ProtocolError, size: int, correlation_id: str) -> None:
+    def _report_rejection(
+        self, err: ProtocolError, size: int, correlation_id: str, security: SecurityEventType
+    ) -> None:
         bus, p = self._d.bus, self.peer
         bus.emit(
             FrameRejected(
@@ -316,7 +325,7 @@ class ChatConnection:
         if err.code is ErrorCode.RATE_LIMITED:
             bus.emit(
                 SecurityEvent(
-                    type=SecurityEventType.RATE_LIMITED,
+                    type=security,
                     client_ip=p.client_ip,
                     user_agent=p.user_agent,
                     user_id=p.user_id,
@@ -457,13 +466,26 @@ class ChatConnection:
                 }
             )
 
+        async def admit() -> None:
+            refusal = await d.limits.hit_ai(self.peer.user_id, self.peer.client_ip)
+            if refusal is not None:
+                raise LimitExceeded(refusal)
+
         try:
-            reply = await d.consultant.reply(turns, job.correlation_id, on_delta, quick_action)
+            reply = await d.consultant.reply(
+                turns, job.correlation_id, on_delta, quick_action, admit=admit
+            )
         except AIProviderError as err:
             # The consultant counted and logged it; the user's turn stays in context.
-            message = getattr(err, "public_message", None) or AI_UNAVAILABLE_MESSAGE
-            await self._fail(job, ErrorCode.AI_UNAVAILABLE, message)
+            await self._fail(job, ErrorCode.AI_UNAVAILABLE, err.public_message)
             return False
+        except LimitExceeded as over:
+            # The visitor's doing, not a failure; nothing stored, so a retry later is answered.
+            refusal = over.refusal
+            refused = ProtocolError(ErrorCode.RATE_LIMITED, refusal.message, frame.id)
+            self._report_rejection(refused, 0, job.correlation_id, refusal.security_type)
+            await self._send_error(job, ErrorCode.RATE_LIMITED, refusal.message)
+            return True
         await self._finish(job, reply)
         return True
 

@@ -15,9 +15,9 @@ from typing import Any
 import psutil
 
 from chatwatch.clock import Clock, SystemClock
-from chatwatch.observe.metrics.json_api import iso_time
 from chatwatch.observe.metrics.recorder import ChatMetrics
 from chatwatch.observe.metrics.runtime import read_process
+from chatwatch.timefmt import format_time as iso_time
 
 __all__ = ["HEALTHY", "HealthChecker", "HealthThresholds"]
 

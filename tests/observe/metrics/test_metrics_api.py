@@ -18,6 +18,7 @@ from chatwatch.events import (
 )
 from chatwatch.observe.metrics import json_api as metrics_api
 from chatwatch.observe.metrics.recorder import ChatMetrics
+from chatwatch.timefmt import format_time
 from tests.observe import factory as f
 
 COUNT_KEYS = {"total", "since_reset", "per_second"}
@@ -192,6 +193,7 @@ def test_summary_and_headline_keys(bus: EventBus, metrics: ChatMetrics):
     assert head["ai_cost_usd_24h"] == pytest.approx(0.002)
 
 
-def test_iso_time_is_rfc3339_utc():
-    """Timestamps are RFC 3339 in UTC with a Z."""
-    assert metrics_api.iso_time(0) == "1970-01-01T00:00:00.000Z"
+def test_reset_at_is_rfc3339_utc(metrics: ChatMetrics, clock: FakeClock):
+    """Every category's reset_at is the API's one time format (chatwatch.timefmt)."""
+    body = metrics_api.all_categories(metrics.read(), metrics.model_labels)
+    assert {cat["reset_at"] for cat in body.values()} == {format_time(clock.time())}

@@ -9,7 +9,7 @@ from typing import Any
 
 from chatwatch.alerts.channels.base import HttpChannel
 from chatwatch.alerts.notification import AlertView, Notification
-from chatwatch.observe.metrics.json_api import iso_time
+from chatwatch.timefmt import format_time as iso_time
 
 __all__ = ["ZERO_TIME", "WebhookChannel", "alertmanager_body", "sign"]
 

@@ -9,11 +9,11 @@ A count is ``{"total", "since_reset", "per_second"}``, a latency ``{"p50", "p95"
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from typing import Any
 
 from chatwatch.observe.metrics.recorder import ChatMetrics, Reading
 from chatwatch.observe.metrics.runtime import read_process
+from chatwatch.timefmt import format_time
 
 __all__ = [
     "CATEGORIES",
@@ -21,17 +21,11 @@ __all__ = [
     "category",
     "headline",
     "headline_of",
-    "iso_time",
     "summary",
 ]
 
 JSON = dict[str, Any]
 CATEGORIES = ("connections", "messages", "ai", "users", "errors", "performance", "cache")
-
-
-def iso_time(ts: float) -> str:
-    """RFC 3339 UTC with milliseconds, the timestamp format of every chatwatch API."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _num(value: float, as_int: bool) -> float | int:
@@ -59,7 +53,7 @@ def _finite(value: float | None) -> float | None:
 
 
 def _head(r: Reading) -> JSON:
-    return {"window_seconds": r.window_seconds, "reset_at": iso_time(r.reset_at)}
+    return {"window_seconds": r.window_seconds, "reset_at": format_time(r.reset_at)}
 
 
 def connections(r: Reading) -> JSON:

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatwatch.alerts.factory import build_alert_engine
-from chatwatch.alerts.signal_adapter import MetricsSignalSource
+from chatwatch.alerts.signal_adapter import SignalsSource
 from chatwatch.api import admin_chat, admin_page, chat_history, chat_ws, health
 from chatwatch.api import auth as auth_api
 from chatwatch.api.admin_alerts import build_admin_alerts_router
@@ -48,9 +48,9 @@ from chatwatch.chat.resilience import CircuitBreaker, RetryPolicy
 from chatwatch.chat.sessions import Sessions
 from chatwatch.clock import Clock, SystemClock
 from chatwatch.config import Settings
-from chatwatch.events import CacheEvicted, Event, EventBus
+from chatwatch.events import CacheEvicted, Event, EventBus, attach
 from chatwatch.observe.context import start_background_job
-from chatwatch.observe.health import HealthChecker
+from chatwatch.observe.health import HealthChecker, HealthThresholds
 from chatwatch.observe.logs.pipeline import (
     LogMetrics,
     add_secret,
@@ -61,10 +61,11 @@ from chatwatch.observe.logs.records import EventLogger
 from chatwatch.observe.logs.store import LogStore
 from chatwatch.observe.metrics.exposition import new_registry
 from chatwatch.observe.metrics.history import MetricsHistory
-from chatwatch.observe.metrics.json_api import headline_of
+from chatwatch.observe.metrics.json_api import history_item
 from chatwatch.observe.metrics.recorder import ChatMetrics
 from chatwatch.observe.metrics.runtime import RuntimeMonitor
 from chatwatch.observe.security import SecurityMonitor
+from chatwatch.observe.signals import IntervalCounter, Signals
 from chatwatch.services import Services
 from chatwatch.store.chat_store import ChatStore
 from chatwatch.store.db import Database
@@ -197,18 +198,21 @@ def build_app(
         listener_log.error("error.listener", listener_event=event.name, exc_info=exc)
 
     bus = EventBus(on_listener_error=on_listener_error)
-    EventLogger(settings.logging).attach(bus)
+    attach(bus, EventLogger(settings.logging))
     security = SecurityMonitor(bus, clock)
-    metrics = ChatMetrics(registry, clock, settings.metrics)
-    metrics.attach(bus)
+    hub = Hub(bus, clock, settings.limits.connections_per_ip)
+    limits = ChatLimits(settings.limits, settings.redis.url, clock=clock, bus=bus)
+    metrics = ChatMetrics(registry, clock, settings.metrics, live=hub)
+    attach(bus, metrics)
+    signals = Signals(metrics, security)
+    alerts = build_alert_engine(settings, db, clock, SignalsSource(signals), metrics)
     runtime = RuntimeMonitor(metrics, clock)
-    alerts = build_alert_engine(
-        settings, db, clock, MetricsSignalSource(metrics, security), metrics
-    )
+    interval = IntervalCounter(metrics)
 
     def snapshot() -> dict[str, Any]:
         start_background_job("metrics")  # each snapshot run gets its own correlation id
-        return headline_of(metrics, len(alerts.active()))
+        reading = signals.read()
+        return history_item(reading, interval.take(reading.metrics.totals))
 
     history = MetricsHistory(
         db,
@@ -217,7 +221,11 @@ def build_app(
         interval=settings.metrics.history_interval,
         retention=settings.metrics.history_retention,
     )
-    health_checker = HealthChecker(db.ping, metrics)
+    health_checker = HealthChecker(
+        db.ping,
+        signals,
+        thresholds=HealthThresholds(min_messages=settings.metrics.health_min_messages),
+    )
     metrics_endpoint = build_metrics_endpoint(registry, settings.metrics, bus=bus)
     store = ChatStore(db)
     retention = Retention(
@@ -267,8 +275,6 @@ def build_app(
             else None
         ),
     )
-    hub = Hub(bus, clock, settings.limits.connections_per_ip)
-    limits = ChatLimits(settings.limits, settings.redis.url, clock=clock, bus=bus)
     services = Services(
         settings=settings,
         clock=clock,
@@ -296,6 +302,7 @@ def build_app(
         health=health_checker,
         logstore=logstore,
         security=security,
+        signals=signals,
     )
     services.extras.update(registry=registry, secrets=secrets, alerts=alerts)
     background: list[asyncio.Task[Any]] = []
@@ -365,6 +372,7 @@ def build_app(
             metrics,
             history,
             health_checker,
+            signals=signals,
             active_alerts=lambda: len(alerts.active()),
             include_alerts=False,
         ),

@@ -336,6 +336,8 @@ class MetricsSettings(_Section):
     history_retention: float = Field(7 * 86400.0, gt=0)
     window: float = Field(300.0, gt=0)
     token: str | None = None
+    # Handled messages the window must hold before health judges the error rate.
+    health_min_messages: int = Field(20, ge=1)
 
     @field_validator("history_interval", "history_retention", "window", mode="before")
     @classmethod

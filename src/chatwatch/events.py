@@ -5,6 +5,10 @@ are plain synchronous callables run in the emitter's context (so correlation
 contextvars are visible to them); a listener must be cheap and must not block: anything
 slow (database writes, notifications) goes onto a queue of its own. A listener that
 raises is reported to ``on_listener_error`` and never breaks the chat.
+
+Every listener object registers the same way: its methods say which events they handle
+with ``@handles(SomeEvent)``, and ``attach(bus, listener)`` subscribes each of them, so no
+listener keeps a hand-written table of its own.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ __all__ = [
     "SecurityEvent",
     "SessionEnded",
     "SessionStarted",
+    "attach",
+    "handlers_of",
+    "handles",
 ]
 
 
@@ -301,7 +308,9 @@ class SecurityEvent(Event):
 
 
 E = TypeVar("E", bound=Event)
+F = TypeVar("F", bound=Callable[..., None])
 Listener = Callable[[Any], None]
+_HANDLES = "__chatwatch_handles__"
 
 
 class EventBus:
@@ -338,6 +347,51 @@ class EventBus:
             # An error reporter must never take the chat down.
             with contextlib.suppress(Exception):
                 self._on_error(event, exc)
+
+
+def handles(*event_types: type[Event]) -> Callable[[F], F]:
+    """Mark a listener method as the handler of ``event_types`` (subscribed by ``attach``)."""
+    if not event_types:
+        raise TypeError("handles() needs at least one event class")
+    for event_type in event_types:
+        if not (isinstance(event_type, type) and issubclass(event_type, Event)):
+            raise TypeError(f"handles() takes Event classes, not {event_type!r}")
+
+    def mark(method: F) -> F:
+        # An attribute on the function itself: no wrapper, so the hot path pays nothing.
+        setattr(method, _HANDLES, (*getattr(method, _HANDLES, ()), *event_types))
+        return method
+
+    return mark
+
+
+def handlers_of(listener: object) -> list[tuple[type[Event], Listener]]:
+    """Every ``@handles`` method of ``listener``, bound, with its event class, in class order."""
+    found: dict[str, tuple[type[Event], ...]] = {}
+    # Base classes first, in definition order; a subclass's method of the same name replaces
+    # its base's (as attribute lookup would).
+    for cls in reversed(type(listener).__mro__):
+        for name, attr in vars(cls).items():
+            marked = getattr(attr, _HANDLES, None)
+            if marked is not None:
+                found[name] = marked
+            elif name in found:
+                del found[name]  # overridden without the decorator: no longer a handler
+    return [
+        (event_type, getattr(listener, name))
+        for name, event_types in found.items()
+        for event_type in event_types
+    ]
+
+
+def attach(bus: EventBus, listener: object) -> int:
+    """Subscribe every ``@handles`` method of ``listener`` on ``bus``; returns how many."""
+    pairs = handlers_of(listener)
+    if not pairs:
+        raise TypeError(f"{type(listener).__name__} has no @handles methods to attach")
+    for event_type, handler in pairs:
+        bus.subscribe(event_type, handler)
+    return len(pairs)
 
 
 # --- appended by the metrics work (issue 3) ------------------------------------------

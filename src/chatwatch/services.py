@@ -18,6 +18,7 @@ from chatwatch.observe.logs.store import LogStore
 from chatwatch.observe.metrics.history import MetricsHistory
 from chatwatch.observe.metrics.recorder import ChatMetrics
 from chatwatch.observe.security import SecurityMonitor
+from chatwatch.observe.signals import Signals
 from chatwatch.store.chat_store import ChatStore
 from chatwatch.store.db import Database
 
@@ -43,4 +44,5 @@ class Services:
     health: HealthChecker
     logstore: LogStore
     security: SecurityMonitor
+    signals: Signals
     extras: dict[str, Any] = field(default_factory=dict)

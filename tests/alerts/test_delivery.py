@@ -23,10 +23,12 @@ from chatwatch.alerts.outbox import Dispatcher, backoff
 from chatwatch.alerts.store import AlertStore, OutboxState
 from chatwatch.clock import FakeClock
 from chatwatch.config import AlertChannelSettings, MetricsSettings
+from chatwatch.events import EventBus
 from chatwatch.observe.metrics.recorder import ChatMetrics
 from chatwatch.store.db import Database
 from tests.alerts.receiver import Receiver, run_receiver
 from tests.fakes.services import unused_tcp_port
+from tests.observe.live import LiveChat
 from tests.observe.logcapture import capture_logging
 
 SECRET = "webhook-secret-0123456789"
@@ -118,7 +120,9 @@ def counted(registry: CollectorRegistry, outcome: str, channel: str = "hook") ->
 
 @pytest.fixture
 def metrics(clock: FakeClock) -> ChatMetrics:
-    return ChatMetrics(CollectorRegistry(), clock, MetricsSettings())
+    return ChatMetrics(
+        CollectorRegistry(), clock, MetricsSettings(), live=LiveChat(EventBus(), clock).hub
+    )
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:

@@ -14,9 +14,11 @@ from chatwatch.alerts.rules import AlertType, Severity
 from chatwatch.alerts.state import Alert, AlertState, IllegalTransition
 from chatwatch.clock import FakeClock
 from chatwatch.config import MetricsSettings
+from chatwatch.events import EventBus
 from chatwatch.observe.metrics.recorder import ChatMetrics
 from chatwatch.store.db import Database
 from tests.alerts.conftest import Harness, RecordingChannel, default_rules, rule
+from tests.observe.live import LiveChat
 
 Make = Callable[..., Harness]
 
@@ -490,7 +492,7 @@ async def test_logs_url_covers_the_alert_time_range(harness: Make) -> None:
 async def test_active_counts_reach_the_metrics_gauge(db: Database, clock: FakeClock) -> None:
     """``chat_alerts_active{severity}`` follows the engine through ChatMetrics' hook."""
     registry = CollectorRegistry()
-    metrics = ChatMetrics(registry, clock, MetricsSettings())
+    metrics = ChatMetrics(registry, clock, MetricsSettings(), live=LiveChat(EventBus(), clock).hub)
     h = Harness(
         db,
         clock,

@@ -105,7 +105,8 @@ async def test_foreign_origin_is_refused_with_403_and_a_security_event(server: L
     response = refused.value.response
     assert (response.status_code, b"origin_refused" in response.body) == (403, True)
     assert_hardened(response.headers)
-    assert server.services.security.counts_by_type().get("origin_refused") == 1
+    totals = server.services.metrics.read().totals
+    assert totals.security_by_type.get("origin_refused") == 1
 
 
 @pytest.mark.parametrize(

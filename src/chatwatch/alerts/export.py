@@ -35,7 +35,13 @@ def query_for(signal: str, window: float) -> PromQuery | None:
     attempts = f"({opened} + (sum(increase(chat_connections_failed_total[{w}])) or vector(0)))"
     lookups = f"sum(increase(chat_cache_requests_total[{w}]))"
     ai_calls = f"sum(increase(chat_ai_requests_total[{w}]))"
+    mistakes = (
+        "sum(increase(chat_message_errors_total"
+        f'{{code=~"invalid_json|invalid_frame|message_too_large|rate_limited"}}[{w}]))'
+    )
+    frames = f"(sum(increase(chat_messages_received_total[{w}])) + {mistakes})"
     queries = {
+        "client_error_rate": PromQuery(f"{mistakes} / {frames}", frames),
         "error_rate": PromQuery(
             f'sum(increase(chat_message_errors_total{{code=~"internal|ai_unavailable"}}[{w}]))'
             f" / {handled}",

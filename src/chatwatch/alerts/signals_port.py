@@ -54,6 +54,7 @@ SIGNALS: Mapping[str, SignalSpec] = {
     s.name: s
     for s in (
         SignalSpec("error_rate", SignalKind.RATE, "failed messages per handled message"),
+        SignalSpec("client_error_rate", SignalKind.RATE, "client mistakes per received frame"),
         SignalSpec(
             "connection_success_rate", SignalKind.RATE, "accepted per attempted connections"
         ),

@@ -16,6 +16,7 @@ from chatwatch.observe.health import HealthChecker
 from chatwatch.observe.metrics import json_api as metrics_api
 from chatwatch.observe.metrics.history import DEFAULT_LIMIT, MAX_LIMIT, MetricsHistory
 from chatwatch.observe.metrics.recorder import ChatMetrics
+from chatwatch.observe.signals import Signals
 from chatwatch.params import parse_int
 from chatwatch.timefmt import format_time, parse_time
 
@@ -34,6 +35,7 @@ def build_admin_metrics_router(
     history: MetricsHistory,
     health: HealthChecker,
     *,
+    signals: Signals,
     active_alerts: Callable[[], int] = lambda: 0,
     include_alerts: bool = True,
 ) -> APIRouter:
@@ -45,11 +47,11 @@ def build_admin_metrics_router(
     @router.get("/metrics")
     async def all_metrics() -> JSON:
         """Every category in one object."""
-        return metrics_api.all_categories(metrics.read(), metrics.model_labels)
+        return metrics_api.all_categories(signals.read())
 
     def add_category(name: str) -> None:
         async def one_category() -> JSON:
-            return metrics_api.category(name, metrics.read(), metrics.model_labels)
+            return metrics_api.category(name, signals.read())
 
         one_category.__doc__ = f"The {name} category."
         router.add_api_route(
@@ -83,9 +85,10 @@ def build_admin_metrics_router(
 
     @router.get("/metrics/summary")
     async def metrics_summary() -> JSON:
-        """Headline figures and health status."""
-        status = await health.status()
-        return metrics_api.summary(metrics.read(), status, active_alerts())
+        """Headline figures and health status, from one reading of the signals."""
+        reading = signals.read()
+        status = await health.status(reading)
+        return metrics_api.summary(reading, status, active_alerts())
 
     @router.post("/metrics/reset")
     async def metrics_reset(request: Request) -> JSON:

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 
 from chatwatch.api.deps import get_services
 from chatwatch.observe.logs.query import LogFilters
-from chatwatch.observe.metrics.json_api import headline_of
+from chatwatch.observe.metrics.json_api import headline
 from chatwatch.services import Services
 
 __all__ = ["router"]
@@ -35,9 +35,10 @@ def _row(*cells: Any) -> str:
 @router.get("/admin/", response_class=HTMLResponse, include_in_schema=False)
 async def admin_page(services: Annotated[Services, Depends(get_services)]) -> HTMLResponse:
     """The operator's page: health, headline figures, security, recent errors."""
-    health = await services.health.check()
-    figures = headline_of(services.metrics)
-    security = services.security.summary(top=5)
+    reading = services.signals.read()
+    health = await services.health.check(reading)
+    figures = headline(reading, active_alerts=0)
+    security = services.security.recent(top=5)
     errors = await services.logstore.search(LogFilters(levels=("error", "critical")), limit=10)
     status = escape(str(health["status"]))
     parts = [
@@ -51,9 +52,9 @@ async def admin_page(services: Annotated[Services, Depends(get_services)]) -> HT
         ),
         "</table><h2>Now</h2><table>",
         *(_row(key, "—" if value is None else value) for key, value in figures.items()),
-        "</table><h2>Security (last window)</h2><table>"
+        f"</table><h2>Security (last {security.window_seconds:g} s)</h2><table>"
         "<tr><th>client IP</th><th>events</th><th>auth failures</th></tr>",
-        *(_row(ip["client_ip"], ip["events"], ip["auth_failures"]) for ip in security["top_ips"]),
+        *(_row(ip.client_ip, ip.events, ip.auth_failures) for ip in security.top_ips),
         "</table><h2>Latest errors</h2><table>"
         "<tr><th>time</th><th>event</th><th>correlation id</th><th>detail</th></tr>",
         *(

@@ -523,9 +523,8 @@ class ChatConnection:
         return True
 
     async def _fail(self, job: _Job, code: ErrorCode, message: str) -> None:
-        """Send the error that answers ``job`` and keep it as the message's outcome."""
-        await self._send_error(job, code, message)
-        try:
+        """Keep the error as the message's outcome (a retry replays it), then send it."""
+        with contextlib.suppress(Exception):  # unstored, a retry asks again: still answered
             await self._write(
                 session_id=self.peer.session_id,
                 role="error",
@@ -535,8 +534,7 @@ class ChatConnection:
                 reply_to=job.frame.id,
                 error_code=code,
             )
-        except Exception:  # the visitor has the error frame; a retry will ask again
-            return
+        await self._send_error(job, code, message)
 
     async def _send_error(self, job: _Job, code: ErrorCode, message: str) -> None:
         await self.send(error_frame(code, message, job.correlation_id, job.frame.id))

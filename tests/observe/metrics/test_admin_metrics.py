@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -11,11 +12,12 @@ from fastapi import FastAPI
 
 from chatwatch.api.admin_metrics import build_admin_metrics_router
 from chatwatch.clock import FakeClock
-from chatwatch.events import EventBus
+from chatwatch.events import ErrorOccurred, EventBus
 from chatwatch.observe.health import HealthChecker
 from chatwatch.observe.metrics.history import MetricsHistory
-from chatwatch.observe.metrics.json_api import CATEGORIES, headline_of
+from chatwatch.observe.metrics.json_api import CATEGORIES, history_item
 from chatwatch.observe.metrics.recorder import ChatMetrics
+from chatwatch.observe.signals import IntervalCounter, Signals
 from chatwatch.store.db import Database
 from tests.observe import factory as f
 
@@ -24,19 +26,26 @@ PREFIX = "/api/v1/admin/chat"
 
 @pytest.fixture
 async def api(
-    tmp_path: Path, metrics: ChatMetrics, clock: FakeClock
+    tmp_path: Path, metrics: ChatMetrics, signals: Signals, clock: FakeClock
 ) -> AsyncIterator[tuple[httpx.AsyncClient, MetricsHistory]]:
     """An HTTP client for an app with only the admin metrics router, on a SQLite store."""
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'admin.db'}")
     await db.migrate()
-    history = MetricsHistory(db, clock, lambda: headline_of(metrics), interval=60, retention=86400)
+    counter = IntervalCounter(metrics)
+
+    def snapshot() -> dict[str, Any]:
+        reading = signals.read()
+        return history_item(reading, counter.take(reading.metrics.totals))
+
+    history = MetricsHistory(db, clock, snapshot, interval=60, retention=86400)
 
     async def ping() -> bool:
         return True
 
-    health = HealthChecker(ping, metrics, memory_percent=lambda: 40.0)
+    health = HealthChecker(ping, signals, memory_percent=lambda: 40.0)
     app = FastAPI()
-    app.include_router(build_admin_metrics_router(metrics, history, health), prefix=PREFIX)
+    router = build_admin_metrics_router(metrics, history, health, signals=signals)
+    app.include_router(router, prefix=PREFIX)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client, history
@@ -89,6 +98,50 @@ async def test_summary_has_status_and_headline(api: tuple[httpx.AsyncClient, Met
         assert key in body
     for key in ("ai_cost_usd_24h", "cache_hit_rate", "active_alerts"):
         assert key in body
+
+
+async def test_summary_and_health_judge_the_service_error_rate(
+    api: tuple[httpx.AsyncClient, MetricsHistory], bus: EventBus
+):
+    """summary and health say unhealthy when a third of the handled messages failed.
+
+    Tried: 20 answered and 10 ai_unavailable messages (both used to say healthy).
+    """
+    client, _ = api
+    for n in range(30):
+        bus.emit(f.received())
+        if n % 3 == 0:
+            bus.emit(ErrorOccurred("ai_provider", "ai_unavailable", "upstream 500", "corr"))
+        bus.emit(f.processed(ok=n % 3 != 0))
+    summary = (await client.get(PREFIX + "/metrics/summary")).json()
+    assert summary["status"] == "unhealthy"
+    assert summary["error_rate"] == pytest.approx(1 / 3, abs=1e-6)
+    health = (await client.get(PREFIX + "/health")).json()
+    assert health["status"] == "unhealthy"
+    assert health["checks"]["error_rate"]["failures"] == 10
+
+
+async def test_history_items_carry_interval_counts(
+    api: tuple[httpx.AsyncClient, MetricsHistory], bus: EventBus, clock: FakeClock
+):
+    """Each snapshot stores the interval's handled messages and service failures (summable)."""
+    client, history = api
+    for ok in (True, False, True):
+        bus.emit(f.received())
+        if not ok:
+            bus.emit(ErrorOccurred("system", "internal", "store down", "corr"))
+        bus.emit(f.processed(ok=ok))
+    clock.advance(60)
+    await history.record()
+    bus.emit(f.received())
+    bus.emit(f.processed())
+    clock.advance(60)
+    await history.record()
+    items = (await client.get(PREFIX + "/metrics/history")).json()["items"]
+    counts = [item["interval"] for item in items]
+    assert [c["handled_messages"] for c in counts] == [3, 1]
+    assert [c["service_failures"] for c in counts] == [1, 0]
+    assert all(c["seconds"] == 60 for c in counts)
 
 
 async def test_alerts_placeholder(api: tuple[httpx.AsyncClient, MetricsHistory]):

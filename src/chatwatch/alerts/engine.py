@@ -70,7 +70,7 @@ __all__ = [
     "EngineOptions",
 ]
 
-CHUNK = 100  # rules evaluated between two yields to the event loop
+CHUNK = 50  # rules evaluated between two yields to the event loop
 _SEVERITIES = tuple(s.value for s in Severity)
 _log = get_logger("alerts")
 
@@ -366,6 +366,7 @@ class AlertEngine:
                     self._end(alert, key, now, "rule_removed")
             await self.store.save_alerts(inserts, updates, deletes)
             self._publish_counts()
+            await asyncio.sleep(0)
             self._note_needs(now)
 
     def _evaluate_rule(
@@ -560,11 +561,6 @@ class AlertEngine:
                 if alert.rule is None
                 else (self._config_rules.get(alert.rule) or self._api_rules.get(alert.rule))
             )
-            group = (
-                alert.rule
-                if alert.rule is not None
-                else f"manual:{alert.name}:{alert.severity}:{alert.type}"
-            )
             kind: NotificationKind | None = None
             if alert.state is AlertState.FIRING:
                 if alert.notified is not Notified.FIRING:
@@ -576,20 +572,27 @@ class AlertEngine:
                         kind = NotificationKind.REPEAT
             elif alert.state is AlertState.RESOLVED and alert.notified is Notified.FIRING:
                 kind = NotificationKind.RESOLVED
+            escalate = (
+                alert.state is AlertState.FIRING
+                and alert.notified is Notified.FIRING
+                and alert.severity == Severity.CRITICAL
+                and not alert.acknowledged
+                and alert.escalated_at is None
+            )
+            if kind is None and not escalate:
+                continue  # the steady state of a firing alert: nothing to say, nothing to check
+            group = (
+                alert.rule
+                if alert.rule is not None
+                else f"manual:{alert.name}:{alert.severity}:{alert.type}"
+            )
             silenced = self._silenced(alert.labels, now)
             if kind is NotificationKind.RESOLVED and silenced:
                 quiet.append(alert)
                 continue
             if kind is not None and not silenced:
                 needs.append(_Need(alert, kind, group, self._route(alert, rule)))
-            if (
-                alert.state is AlertState.FIRING
-                and alert.notified is Notified.FIRING
-                and alert.severity == Severity.CRITICAL
-                and not alert.acknowledged
-                and alert.escalated_at is None
-                and not silenced
-            ):
+            if escalate and not silenced:
                 after, targets = self._escalation_of(alert)
                 if after is not None and targets and now - (alert.fired_at or now) >= after:
                     needs.append(

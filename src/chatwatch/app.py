@@ -20,8 +20,11 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chatwatch.alerts.factory import build_alert_engine
+from chatwatch.alerts.signal_adapter import SignalsSource
 from chatwatch.api import admin_chat, admin_page, chat_history, chat_ws, health
 from chatwatch.api import auth as auth_api
+from chatwatch.api.admin_alerts import build_admin_alerts_router
 from chatwatch.api.admin_logs import build_admin_logs_router
 from chatwatch.api.admin_metrics import build_admin_metrics_router
 from chatwatch.api.admin_users import build_admin_users_router
@@ -202,6 +205,7 @@ def build_app(
     metrics = ChatMetrics(registry, clock, settings.metrics, live=hub)
     attach(bus, metrics)
     signals = Signals(metrics, security)
+    alerts = build_alert_engine(settings, db, clock, SignalsSource(signals), metrics)
     runtime = RuntimeMonitor(metrics, clock)
     interval = IntervalCounter(metrics)
 
@@ -300,7 +304,7 @@ def build_app(
         security=security,
         signals=signals,
     )
-    services.extras.update(registry=registry, secrets=secrets)
+    services.extras.update(registry=registry, secrets=secrets, alerts=alerts)
     background: list[asyncio.Task[Any]] = []
 
     @asynccontextmanager
@@ -308,6 +312,7 @@ def build_app(
         await db.migrate()
         await logstore.start()
         runtime.start()
+        await alerts.start(background=settings.alerts.enabled)
 
         background.append(asyncio.create_task(history.run(), name="metrics-history"))
         background.append(asyncio.create_task(retention.run(), name="store-retention"))
@@ -327,6 +332,7 @@ def build_app(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await runtime.stop()
+            await alerts.stop()
             metrics_endpoint.exposition.close()  # type: ignore[attr-defined]
             await ai_provider.aclose()
             await limits.aclose()
@@ -362,7 +368,14 @@ def build_app(
     app.include_router(admin_page.router, dependencies=admin)
     app.include_router(admin_chat.router, prefix="/api/v1/admin/chat", dependencies=admin)
     app.include_router(
-        build_admin_metrics_router(metrics, history, health_checker, signals=signals),
+        build_admin_metrics_router(
+            metrics,
+            history,
+            health_checker,
+            signals=signals,
+            active_alerts=lambda: len(alerts.active()),
+            include_alerts=False,
+        ),
         prefix="/api/v1/admin/chat",
         dependencies=admin,
     )
@@ -373,6 +386,9 @@ def build_app(
         build_admin_users_router(retention, logstore.flush),
         prefix="/api/v1/admin/chat",
         dependencies=admin,
+    )
+    app.include_router(
+        build_admin_alerts_router(alerts), prefix="/api/v1/admin/chat", dependencies=admin
     )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

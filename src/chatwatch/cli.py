@@ -1,4 +1,5 @@
-"""The ``chatwatch`` command: serve, token, admin-token, loadtest, erase."""
+"""The ``chatwatch`` command: serve, token, admin-token, loadtest, erase, rules export,
+alerts test."""
 
 from __future__ import annotations
 
@@ -209,6 +210,67 @@ def admin_token_rotate(config: ConfigOption = None) -> None:
 
 
 register_loadtest(app)
+
+# --- alerts (issue 9) ------------------------------------------------------------------
+
+rules_app = typer.Typer(help="Alert rules.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Alert notifications.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+app.add_typer(alerts_app, name="alerts")
+
+
+@rules_app.command("export")
+def rules_export(
+    format: Annotated[
+        str, typer.Option("--format", help="Output format (only 'prometheus').")
+    ] = "prometheus",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write the alert rules (defaults, config and stored API rules) as a Prometheus rules file."""
+    if format != "prometheus":
+        typer.echo(
+            f"chatwatch: --format: unknown format {format!r} (expected prometheus)", err=True
+        )
+        raise typer.Exit(2)
+    settings = _settings(config)
+    from chatwatch.alerts.cli_support import all_rules
+    from chatwatch.alerts.export import prometheus_rules
+
+    rules, warning = all_rules(settings)
+    if warning:
+        typer.echo(f"chatwatch: {warning}", err=True)
+    text = prometheus_rules(rules, window=settings.metrics.window)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        typer.echo(f"chatwatch: wrote {output}", err=True)
+
+
+@alerts_app.command("test")
+def alerts_test(
+    channel: Annotated[
+        str, typer.Option("--channel", help="The channel's name in alerts.channels.")
+    ],
+    config: ConfigOption = None,
+) -> None:
+    """Send a test notification through one configured channel now."""
+    settings = _settings(config)
+    names = [c.name for c in settings.alerts.channels]
+    if channel not in names:
+        known = ", ".join(names) or "none configured"
+        typer.echo(f"chatwatch: --channel: no channel {channel!r} (configured: {known})", err=True)
+        raise typer.Exit(2)
+    from chatwatch.alerts.cli_support import send_test
+
+    error = send_test(settings, channel)
+    if error:
+        typer.echo(f"chatwatch: test notification to {channel} failed: {error}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"chatwatch: test notification sent to {channel}")
 
 
 @app.command()

@@ -381,10 +381,12 @@ AlertType = Literal["error", "performance", "security", "connection", "ai", "sys
 
 
 class AlertRuleSettings(_Section):
-    name: str = Field(min_length=1, max_length=128)
-    signal: str
-    op: Literal[">", ">=", "<", "<="]
-    threshold: float
+    """One ``[[alerts.rules]]`` entry; naming a default rule changes only the fields set."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
+    signal: str | None = None
+    op: Literal[">", ">=", "<", "<="] | None = None
+    threshold: float | None = None
     for_: str = Field("0s", alias="for")
     severity: Severity = "medium"
     type: AlertType = "system"
@@ -393,26 +395,36 @@ class AlertRuleSettings(_Section):
     cooldown: str = "15m"
     channels: list[str] | None = None
     enabled: bool = True
+    by: list[str] = Field(default_factory=list, description="signal labels to split alerts by")
+    resolve_threshold: float | None = Field(
+        None, description="the value that resolves a firing alert (hysteresis)"
+    )
+    min_samples: int = Field(0, ge=0, description="fewer events behind a rate: no data")
+    escalate_after: str | None = None
+    escalate_to: list[str] | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    @field_validator("for_", "cooldown")
+    @field_validator("for_", "cooldown", "escalate_after")
     @classmethod
-    def _duration(cls, v: str) -> str:
-        parse_duration(v)
+    def _duration(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
         return v
 
 
 class AlertChannelSettings(_Section):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     kind: Literal["webhook", "slack", "teams", "email"]
     url: str | None = None
     secret: str | None = None
     severities: list[Severity] | None = None
     types: list[AlertType] | None = None
     smtp_host: str | None = None
-    smtp_port: int = 25
+    smtp_port: int = Field(25, ge=1, le=65535)
     starttls: bool = False
+    use_tls: bool = Field(False, description="implicit TLS (SMTPS, usually port 465)")
+    tls_verify: bool = Field(True, description="check the SMTP server's certificate")
     username: str | None = None
     password: str | None = None
     from_addr: str | None = Field(None, alias="from")
@@ -422,8 +434,11 @@ class AlertChannelSettings(_Section):
 
     @model_validator(mode="after")
     def _needs_target(self) -> AlertChannelSettings:
-        if self.kind in ("webhook", "slack", "teams") and not self.url:
-            raise ValueError(f"channel {self.name!r} of kind {self.kind} needs a url")
+        if self.kind in ("webhook", "slack", "teams"):
+            if not self.url:
+                raise ValueError(f"channel {self.name!r} of kind {self.kind} needs a url")
+            if not self.url.startswith(("http://", "https://")):
+                raise ValueError(f"channel {self.name!r}: url must be http:// or https://")
         if self.kind == "email" and not (self.smtp_host and self.from_addr and self.to):
             raise ValueError(f"email channel {self.name!r} needs smtp_host, from and to")
         return self
@@ -432,14 +447,55 @@ class AlertChannelSettings(_Section):
 class AlertsSettings(_Section):
     enabled: bool = True
     evaluation_interval: float = Field(15.0, gt=0)
+    group_wait: float = Field(
+        5.0, ge=0, description="alerts of one rule firing within it: one notification"
+    )
     default_rules: bool = True
     rules: list[AlertRuleSettings] = Field(default_factory=list)
     channels: list[AlertChannelSettings] = Field(default_factory=list)
+    escalate_after: float | None = Field(
+        None, description="critical alerts not acknowledged within it go to escalate_to"
+    )
+    escalate_to: list[str] = Field(default_factory=list)
+    delivery_attempts: int = Field(
+        10, ge=1, le=100, description="attempts before a notification fails"
+    )
+    retry_initial: float = Field(1.0, gt=0, description="first retry delay; doubles each attempt")
+    retry_max: float = Field(300.0, gt=0, description="longest delay between attempts")
+    delivery_timeout: float = Field(10.0, gt=0, description="one delivery attempt")
+    history_retention: float = Field(90 * 86400.0, gt=0, description="resolved alerts kept")
 
-    @field_validator("evaluation_interval", mode="before")
+    @field_validator(
+        "evaluation_interval",
+        "group_wait",
+        "escalate_after",
+        "retry_initial",
+        "retry_max",
+        "delivery_timeout",
+        "history_retention",
+        mode="before",
+    )
     @classmethod
-    def _interval(cls, v: Any) -> float:
-        return parse_duration(v)
+    def _interval(cls, v: Any) -> Any:
+        return None if v is None else parse_duration(v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AlertsSettings:
+        channels = [c.name for c in self.channels]
+        for index, name in enumerate(channels):
+            if name in channels[:index]:
+                raise ValueError(f"alerts.channels.{index}.name: {name!r} is used twice")
+        names = [r.name for r in self.rules]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"alerts.rules.{index}.name: {name!r} is used twice")
+        for target in self.escalate_to:
+            if target not in channels:
+                raise ValueError(f"alerts.escalate_to: unknown channel {target!r}")
+        from chatwatch.alerts.defaults import compile_rules  # the rules import this module
+
+        compile_rules(self)
+        return self
 
 
 class Settings(BaseSettings):

@@ -201,11 +201,12 @@ def _response(status: int, reason: str, default_headers: list[tuple[bytes, bytes
 class GuardedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with limits on headers, their time, and peers.
 
-    Header size is checked twice: exactly, from the parser's URL and header callbacks, and
-    from the raw bytes of each read that starts while a request's head is awaited and
-    ends with it still incomplete (one header that never ends grows inside the parser,
-    unseen by the callbacks). A read in which one request ends and the next begins is not
-    counted raw, so the bytes of a pipelined request never count against the next one.
+    Header size is checked twice: from the raw bytes of each read that starts while a
+    request's head is awaited and ends with it still incomplete (one header that never
+    ends grows inside the parser, unseen by any callback), and exactly once the head is
+    complete — summed only when the reads it came in could exceed the limit, so that a
+    normal request pays no per-header Python call. A read in which one request ends and
+    the next begins is not counted raw: a pipelined request never counts against the next.
     """
 
     def __init__(
@@ -225,10 +226,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._in_head = True  # the next bytes belong to a request's line and headers
         self._head_begun = False  # ...and some of them have come
         self._ended_in_read = False  # a request ended during the current read
+        self._read_size = 0
         self._seen_bytes = False
         self._raw_bytes = 0
-        self._header_bytes = 0
-        self._header_lines = 0
         self._refusal: tuple[int, str] | None = None
         self._refused = False
 
@@ -267,6 +267,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._seen_bytes = True
         was_in_head = self._in_head
         self._ended_in_read = False
+        self._read_size = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -294,23 +295,23 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         """A request starts: its header counts start from zero."""
         self._in_head = self._head_begun = True
-        self._raw_bytes = self._header_bytes = self._header_lines = 0
+        self._raw_bytes = 0
         super().on_message_begin()
 
-    def on_url(self, url: bytes) -> None:
-        """Count the request target towards the header size."""
-        self._count(len(url), lines=0)
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        """Count one header line."""
-        self._count(len(name) + len(value) + 4, lines=1)
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
-        """Headers are in: stop the header clock, then let uvicorn start the request."""
+        """Headers are in: stop the header clock, check them, let uvicorn start the request."""
         self._in_head = self._head_begun = False
-        self._cancel_header_timer()
+        if self._header_timer is not None:
+            self._cancel_header_timer()
+        limits = self.limits
+        if len(self.headers) > limits.max_headers:
+            self._refusal = (431, "Too many request header fields.")
+            raise _LimitExceeded  # httptools re-raises it from feed_data as a parser error
+        if self._raw_bytes + self._read_size > limits.max_header_bytes:
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > limits.max_header_bytes:
+                self._refusal = (431, "Request header fields too large.")
+                raise _LimitExceeded
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -318,17 +319,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._in_head = True
         self._ended_in_read = True
         super().on_message_complete()
-
-    def _count(self, size: int, lines: int) -> None:
-        self._header_bytes += size
-        self._header_lines += lines
-        if self._header_lines > self.limits.max_headers:
-            self._refusal = (431, "Too many request header fields.")
-        elif self._header_bytes > self.limits.max_header_bytes:
-            self._refusal = (431, "Request header fields too large.")
-        else:
-            return
-        raise _LimitExceeded  # httptools re-raises it from feed_data as a parser error
 
     # --- refusing ------------------------------------------------------------------------
 

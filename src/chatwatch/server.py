@@ -13,6 +13,8 @@ to uvicorn's WebSocket protocol exactly as before.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import http
 import ipaddress
 import logging
@@ -98,6 +100,8 @@ class ChatwatchServer(uvicorn.Server):
 
 # --- HTTP limits -------------------------------------------------------------------------
 
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 
 @dataclass(frozen=True)
 class HttpLimits:
@@ -130,15 +134,25 @@ class HttpLimits:
         """
         if not self.connections_per_ip:
             return False
-        for entry in self.uncapped_peers:
-            if entry == "*" or entry == peer:
-                return False
+        everyone, literal, networks = self._uncapped
+        if everyone or peer in literal:
+            return False
+        if networks:
             try:
-                if ipaddress.ip_address(peer) in ipaddress.ip_network(entry, strict=False):
-                    return False
-            except ValueError:  # a host name or a unix socket path: compared literally above
-                continue
+                address = ipaddress.ip_address(peer)
+            except ValueError:
+                return True
+            return not any(address in network for network in networks)
         return True
+
+    @functools.cached_property
+    def _uncapped(self) -> tuple[bool, frozenset[str], tuple[_Network, ...]]:
+        networks: list[_Network] = []
+        for entry in self.uncapped_peers:
+            # A host name or a unix socket path is compared literally.
+            with contextlib.suppress(ValueError):
+                networks.append(ipaddress.ip_network(entry, strict=False))
+        return "*" in self.uncapped_peers, frozenset(self.uncapped_peers), tuple(networks)
 
 
 class PeerCounts:
@@ -162,10 +176,6 @@ class PeerCounts:
             self._open[peer] = n
         else:
             self._open.pop(peer, None)
-
-    def open(self, peer: str) -> int:
-        """Connections counted for ``peer``."""
-        return self._open.get(peer, 0)
 
 
 class ChatwatchConfig(uvicorn.Config):

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from chatwatch.app import build_app
+from chatwatch.chat.providers.base import AIProvider
 from chatwatch.clock import Clock
 from chatwatch.config import Settings
 from chatwatch.server import ChatwatchServer, install_log_filters, uvicorn_config
@@ -65,11 +66,15 @@ def make_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
 
 @contextlib.asynccontextmanager
 async def run_live_server(
-    settings: Settings, *, clock: Clock | None = None, registry: CollectorRegistry | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    registry: CollectorRegistry | None = None,
+    provider: AIProvider | None = None,
 ) -> AsyncIterator[LiveServer]:
     """Serve ``settings`` in this event loop until the block ends."""
     install_log_filters()
-    app = build_app(settings, clock=clock, registry=registry)
+    app = build_app(settings, clock=clock, registry=registry, provider=provider)
     # The production config (HTTP limits and parser included), with a shorter shutdown.
     config = uvicorn_config(app, settings, timeout_graceful_shutdown=5)
     server = ChatwatchServer(config)
@@ -100,9 +105,15 @@ def live_server_factory(tmp_path: Path) -> LiveServerFactory:
     """Start servers with settings overrides: ``async with factory(limits={...}) as srv``."""
 
     def factory(
-        *, clock: Clock | None = None, registry: CollectorRegistry | None = None, **sections: Any
+        *,
+        clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
+        provider: AIProvider | None = None,
+        **sections: Any,
     ) -> contextlib.AbstractAsyncContextManager[LiveServer]:
-        return run_live_server(make_settings(tmp_path, **sections), clock=clock, registry=registry)
+        return run_live_server(
+            make_settings(tmp_path, **sections), clock=clock, registry=registry, provider=provider
+        )
 
     return factory
 

@@ -341,3 +341,81 @@ def test_empty_secret_file_is_replaced_by_a_real_secret(tmp_path: Path, content:
     path.write_text(content)
     value, _ = load_or_create_secret(path)
     assert (True, value) == (len(value) >= 32, path.read_text().strip())
+
+
+# --- the admin token file, rotated while the server runs --------------------------------
+
+
+def _token_file(tmp_path: Path) -> tuple[Path, str]:
+    path = tmp_path / "admin_token"
+    return path, load_or_create_secret(path)[0]
+
+
+def test_rotated_admin_token_file_takes_effect_at_the_next_request(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """After replace_secret on the file, the old token is refused and the new one admitted
+    at once, with no time passing (the Authenticator used to keep the token of its start)."""
+    path, old = _token_file(tmp_path)
+    changes: list[str] = []
+    auth = Authenticator(
+        SECRET, auth_module.AdminTokenFile(path, old, lambda t, _st: changes.append(t)), clock
+    )
+    before = auth.verify(old).via
+    new = auth_module.replace_secret(path)
+    with pytest.raises(AuthError) as refused:
+        auth.verify(old)
+    assert (before, refused.value.failure, auth.verify(new).via, changes) == (
+        "admin_token",
+        AuthFailure.INVALID,
+        "admin_token",
+        [new],
+    )
+
+
+def test_new_admin_token_is_admitted_even_before_the_old_one_is_seen_again(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The first request after a rotation may carry the new token: it is admitted."""
+    path, old = _token_file(tmp_path)
+    auth = Authenticator(SECRET, auth_module.AdminTokenFile(path, old), clock)
+    new = auth_module.replace_secret(path)
+    assert auth.verify(new) == Principal(user_id="admin", role="admin", via="admin_token")
+
+
+def test_admin_jwts_and_user_jwts_survive_a_rotation(tmp_path: Path, clock: FakeClock) -> None:
+    """Rotating the admin token leaves JWTs (admin and user role) valid."""
+    path, old = _token_file(tmp_path)
+    auth = Authenticator(SECRET, auth_module.AdminTokenFile(path, old), clock)
+    admin_jwt, user_jwt = auth.mint("ops", "admin"), auth.mint("alice")
+    auth_module.replace_secret(path)
+    assert (auth.verify(admin_jwt).role, auth.verify(user_jwt).role) == ("admin", "user")
+
+
+def test_a_deleted_admin_token_file_keeps_the_token_in_force(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Deleting the file is not a rotation: the token in force keeps working."""
+    path, old = _token_file(tmp_path)
+    auth = Authenticator(SECRET, auth_module.AdminTokenFile(path, old), clock)
+    path.unlink()
+    assert auth.verify(old).via == "admin_token"
+
+
+def test_replace_secret_is_private_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """replace_secret writes mode 0600 and leaves only the target in the directory."""
+    path, _ = _token_file(tmp_path)
+    value = auth_module.replace_secret(path)
+    assert (
+        path.read_text(),
+        stat.S_IMODE(path.stat().st_mode),
+        [p.name for p in tmp_path.iterdir()],
+    ) == (value + "\n", 0o600, ["admin_token"])
+
+
+def test_operator_names_the_jwt_subject_or_the_admin_token() -> None:
+    """Audit identity: an admin JWT is its sub; the shared token is 'admin-token'."""
+    assert (
+        Principal(user_id="ops", role="admin", via="jwt").operator,
+        Principal(user_id="admin", role="admin", via="admin_token").operator,
+    ) == ("ops", "admin-token")

@@ -1,10 +1,11 @@
-"""The chatwatch command: serve and token (SPEC §1, §2, §3)."""
+"""The chatwatch command: serve, token and admin-token (SPEC §1, §2, §3)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 import chatwatch.server
-from chatwatch.auth import Authenticator
+from chatwatch.auth import Authenticator, load_or_create_secret
 from chatwatch.cli import app
 from chatwatch.clock import SystemClock
 from chatwatch.config import Settings
@@ -22,15 +23,25 @@ CHATWATCH = Path(sys.executable).with_name("chatwatch")
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No outside CHATWATCH_* variable applies; the data dir is this test's tmp_path."""
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """No outside CHATWATCH_* variable applies; the data dir is this test's tmp_path; the
+    process umask that `serve` tightens is restored afterwards."""
     for name in list(os.environ):
         if name.upper().startswith("CHATWATCH_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("CHATWATCH_SERVER__DATA_DIR", str(tmp_path))
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("NO_COLOR", "1")
-    return tmp_path
+    umask = os.umask(0o022)
+    os.umask(umask)
+    yield tmp_path
+    os.umask(umask)
+
+
+@pytest.fixture
+def server_secret(clean_env: Path) -> str:
+    """The JWT secret a server started on this data dir has created (only `serve` makes one)."""
+    return load_or_create_secret(clean_env / "secret")[0]
 
 
 @pytest.fixture
@@ -88,7 +99,9 @@ def test_installed_script_help_works(command: str) -> None:
 # --- token ------------------------------------------------------------------------------
 
 
-def test_token_verifies_with_the_secret_in_the_data_dir(clean_env: Path) -> None:
+def test_token_verifies_with_the_secret_in_the_data_dir(
+    clean_env: Path, server_secret: str
+) -> None:
     """`token --user alice` prints a user JWT that verifies with <data_dir>/secret."""
     result = run("token", "--user", "alice")
     token = result.stdout.strip()
@@ -98,14 +111,14 @@ def test_token_verifies_with_the_secret_in_the_data_dir(clean_env: Path) -> None
     assert (result.exit_code, principal.user_id, principal.role) == (0, "alice", "user")
 
 
-def test_token_admin_flag_gives_role_admin(clean_env: Path) -> None:
+def test_token_admin_flag_gives_role_admin(clean_env: Path, server_secret: str) -> None:
     """`token --user ops --admin` prints a JWT with role admin."""
     result = run("token", "--user", "ops", "--admin")
     claims = jwt.decode(result.stdout.strip(), secret_in(clean_env), algorithms=["HS256"])
     assert (result.exit_code, claims["sub"], claims["role"]) == (0, "ops", "admin")
 
 
-def test_token_ttl_sets_the_lifetime(clean_env: Path) -> None:
+def test_token_ttl_sets_the_lifetime(clean_env: Path, server_secret: str) -> None:
     """`--ttl 2h` makes exp - iat exactly 7200 s; the default is 1 h."""
     two_hours = run("token", "--user", "alice", "--ttl", "2h").stdout.strip()
     default = run("token", "--user", "alice").stdout.strip()
@@ -126,7 +139,7 @@ def test_token_uses_the_configured_secret(monkeypatch: pytest.MonkeyPatch) -> No
     assert (result.exit_code, claims["sub"]) == (0, "alice")
 
 
-def test_tokens_keep_verifying_across_invocations(clean_env: Path) -> None:
+def test_tokens_keep_verifying_across_invocations(clean_env: Path, server_secret: str) -> None:
     """Two runs reuse one stored secret: both tokens verify with the file's secret."""
     first = run("token", "--user", "a").stdout.strip()
     second = run("token", "--user", "b").stdout.strip()
@@ -171,6 +184,134 @@ def test_token_with_bad_config_fails_naming_the_key(monkeypatch: pytest.MonkeyPa
         "CHATWATCH_AUTH__JWT_SECRT" in result.stderr,
         result.stdout,
     ) == (2, True, "")
+
+
+def test_token_refuses_without_a_secret_and_creates_none(clean_env: Path) -> None:
+    """Issue 7: with no auth.jwt_secret and no <data_dir>/secret, `token` exits 2, says where
+    it looked and how to fix it, prints no token and creates no secret (it used to make one)."""
+    result = run("token", "--user", "alice")
+    assert (
+        result.exit_code,
+        result.stdout,
+        str(clean_env.resolve() / "secret") in result.stderr,
+        "chatwatch serve" in result.stderr,
+        "--config" in result.stderr,
+        (clean_env / "secret").exists(),
+    ) == (2, "", True, True, True, False)
+
+
+def test_token_refuses_an_unreadable_secret(clean_env: Path) -> None:
+    """A <data_dir>/secret that is a directory (unreadable as a file) is exit 2 naming it."""
+    (clean_env / "secret").mkdir()
+    result = run("token", "--user", "alice")
+    assert (result.exit_code, result.stdout, "secret" in result.stderr) == (2, "", True)
+
+
+def _env_without_chatwatch() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.upper().startswith("CHATWATCH_")}
+
+
+def test_token_from_another_folder_refuses_in_a_real_process(tmp_path: Path) -> None:
+    """Issue 7: the installed script run in an empty folder with no settings exits 2 naming
+    <cwd>/var/secret, and leaves the folder empty (it used to create ./var/secret there)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        [str(CHATWATCH), "token", "--user", "alice"],
+        cwd=elsewhere,
+        env=_env_without_chatwatch(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        done.returncode,
+        done.stdout,
+        str(elsewhere.resolve() / "var" / "secret") in done.stderr,
+        list(elsewhere.iterdir()),
+    ) == (2, "", True, [])
+
+
+def test_token_from_another_folder_uses_the_config_file(tmp_path: Path) -> None:
+    """Run elsewhere with CHATWATCH_CONFIG naming the server's config, the installed script
+    signs with the secret in that config's data_dir (the one `serve` uses)."""
+    data_dir = tmp_path / "data"
+    secret = load_or_create_secret(data_dir / "secret")[0]
+    config = tmp_path / "chatwatch.toml"
+    config.write_text(f'[server]\ndata_dir = "{data_dir}"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**_env_without_chatwatch(), "CHATWATCH_CONFIG": str(config)}
+    done = subprocess.run(
+        [str(CHATWATCH), "token", "--user", "alice"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    claims = jwt.decode(done.stdout.strip(), secret, algorithms=["HS256"])
+    assert (done.returncode, claims["sub"], list(elsewhere.iterdir())) == (0, "alice", [])
+
+
+# --- admin-token ------------------------------------------------------------------------
+
+
+def test_admin_token_help_lists_rotate() -> None:
+    """`admin-token --help` exits 0 and lists the rotate command."""
+    result = run("admin-token", "--help")
+    assert (result.exit_code, "rotate" in result.output) == (0, True)
+
+
+def test_rotate_replaces_the_token_file_and_prints_the_new_token_once(clean_env: Path) -> None:
+    """`admin-token rotate` writes a new token (mode 0600) to <data_dir>/admin_token and
+    prints exactly it on stdout."""
+    old = load_or_create_secret(clean_env / "admin_token")[0]
+    result = run("admin-token", "rotate")
+    path = clean_env / "admin_token"
+    new = path.read_text().strip()
+    assert (
+        result.exit_code,
+        result.stdout,
+        new != old,
+        len(new) >= 32,
+        path.stat().st_mode & 0o777,
+        [p.name for p in clean_env.iterdir()],
+    ) == (0, new + "\n", True, True, 0o600, ["admin_token"])
+
+
+def test_rotate_refuses_when_the_admin_token_is_in_the_environment(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With CHATWATCH_AUTH__ADMIN_TOKEN set, rotate exits 2 naming it, changing no file."""
+    old = load_or_create_secret(clean_env / "admin_token")[0]
+    monkeypatch.setenv("CHATWATCH_AUTH__ADMIN_TOKEN", "configured-admin-token-0123456789")
+    result = run("admin-token", "rotate")
+    assert (
+        result.exit_code,
+        result.stdout,
+        "CHATWATCH_AUTH__ADMIN_TOKEN" in result.stderr,
+        (clean_env / "admin_token").read_text().strip(),
+    ) == (2, "", True, old)
+
+
+def test_rotate_refuses_when_the_admin_token_is_in_the_config_file(tmp_path: Path) -> None:
+    """With auth.admin_token in the config file, rotate exits 2 naming the file."""
+    config = tmp_path / "chatwatch.toml"
+    config.write_text('[auth]\nadmin_token = "configured-admin-token-0123456789"\n')
+    result = run("admin-token", "rotate", "--config", str(config))
+    assert (result.exit_code, result.stdout, str(config) in result.stderr) == (2, "", True)
+
+
+def test_rotate_refuses_where_no_server_has_run(clean_env: Path) -> None:
+    """With no <data_dir>/admin_token, rotate exits 2 naming the path and writes nothing."""
+    result = run("admin-token", "rotate")
+    assert (
+        result.exit_code,
+        result.stdout,
+        str(clean_env.resolve() / "admin_token") in result.stderr,
+        list(clean_env.iterdir()),
+    ) == (2, "", True, [])
 
 
 # --- serve ------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ def test_defaults_match_the_spec_table() -> None:
         "logging.level": s.logging.level,
         "logging.format": s.logging.format,
         "logging.retention_days": s.logging.retention_days,
+        "store.retention_days": s.store.retention_days,
         "alerts.evaluation_interval": s.alerts.evaluation_interval,
         "alerts.channels": s.alerts.channels,
     }
@@ -82,6 +83,7 @@ def test_defaults_match_the_spec_table() -> None:
         "logging.level": "INFO",
         "logging.format": "json",
         "logging.retention_days": 7.0,
+        "store.retention_days": 90.0,
         "alerts.evaluation_interval": 15.0,
         "alerts.channels": [],
     }
@@ -237,6 +239,9 @@ def test_unknown_key_under_env_dict_fails_naming_it(monkeypatch: pytest.MonkeyPa
         ("[cache]\nttl = -5\n", "cache.ttl"),
         ("[limits]\nmax_message_bytes = 0\n", "limits.max_message_bytes"),
         ('[metrics]\nwindow = "0s"\n', "metrics.window"),
+        ("[store]\nretention_days = 0\n", "store.retention_days"),
+        ("[store]\nretention_days = inf\n", "store.retention_days"),
+        ('[store]\npurge_interval = "5x"\n', "store.purge_interval"),
         (
             '[[alerts.rules]]\nname = "r"\nsignal = "error_rate"\nop = "=="\nthreshold = 1\n',
             "alerts.rules.0.op",
@@ -351,3 +356,121 @@ def test_infinite_ai_timeout_in_file_is_refused(tmp_path: Path) -> None:
     """ai.timeout = inf (a TOML float) would let a stalled provider hang a socket: it is named."""
     message = config_error(write_toml(tmp_path, "[ai]\ntimeout = inf\n"))
     assert "ai.timeout" in message, message
+
+
+def test_store_retention_from_file_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """store.retention_days and store.purge_interval (a duration) come from file and env."""
+    path = write_toml(tmp_path, '[store]\nretention_days = 30\npurge_interval = "15m"\n')
+    s = load_settings(path)
+    assert (s.store.retention_days, s.store.purge_interval) == (30.0, 900.0)
+    monkeypatch.setenv("CHATWATCH_STORE__RETENTION_DAYS", "7")
+    assert load_settings(path).store.retention_days == 7.0
+
+
+# --- AI values that cannot work (issue 7) ---------------------------------------------
+
+
+def test_ai_resilience_defaults() -> None:
+    """Retry once, open after 5 failures for 30 s, no fallback, no budget, warn at 80 %."""
+    ai = load_settings().ai
+    assert (
+        ai.retry_attempts,
+        ai.circuit_failures,
+        ai.circuit_cooloff,
+        ai.fallback,
+        ai.daily_budget_usd,
+        ai.budget_warning_ratio,
+    ) == (1, 5, 30.0, "none", None, 0.8)
+
+
+def test_ai_resilience_values_are_read(tmp_path: Path) -> None:
+    """The new [ai] keys come from the file; circuit_cooloff takes a duration."""
+    path = write_toml(
+        tmp_path,
+        '[ai]\nretry_attempts = 0\ncircuit_failures = 3\ncircuit_cooloff = "1m"\n'
+        'fallback = "builtin"\ndaily_budget_usd = 2.5\nbudget_warning_ratio = 0.5\n',
+    )
+    ai = load_settings(path).ai
+    assert (
+        ai.retry_attempts,
+        ai.circuit_failures,
+        ai.circuit_cooloff,
+        ai.fallback,
+        ai.daily_budget_usd,
+        ai.budget_warning_ratio,
+    ) == (0, 3, 60.0, "builtin", 2.5, 0.5)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["sk-abc\u2026", "sk-abc\u201cquoted\u201d", "sk-abc\n", "sk-abc\t1", "sk-abc\u00e9"],
+    ids=["ellipsis", "curly quotes", "newline", "tab", "accent"],
+)
+def test_api_key_that_cannot_be_a_header_is_named_not_echoed(
+    monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    """The README's ``sk-…`` made the first message get an ack and then nothing (httpx
+    could not encode the header); now start-up fails naming ai.api_key, without the key."""
+    monkeypatch.setenv("CHATWATCH_AI__API_KEY", key)
+    message = config_error()
+    assert ("ai.api_key" in message, "sk-abc" in message) == (True, False), message
+
+
+def test_api_key_with_ellipsis_in_file_is_named(tmp_path: Path) -> None:
+    """``api_key = "sk-…"`` copied from the README stops start-up naming the key."""
+    path = write_toml(
+        tmp_path,
+        '[ai]\nprovider = "openai"\nbase_url = "http://127.0.0.1:9000/v1"\napi_key = "sk-…"\n',
+    )
+    message = config_error(path)
+    assert ("ai.api_key" in message, "U+2026" in message) == (True, True), message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://ai.example/v1",
+        "localhost:9000/v1",
+        "127.0.0.1:9000/v1",
+        "http://",
+        "http://host:99999/v1",
+        "http://host /v1",
+        "https://host/v1\n",
+        "",
+    ],
+)
+def test_base_url_that_is_not_http_is_named(url: str) -> None:
+    """A base URL without http(s) scheme and host, with a bad port or spaces is refused,
+    whatever the provider."""
+    assert "ai.base_url" in config_error(ai={"base_url": url})
+    openai = {"provider": "openai", "base_url": url}
+    assert "ai.base_url" in config_error(ai=openai)
+
+
+@pytest.mark.parametrize("model", ["", " ", "\t\n"])
+def test_empty_model_is_named(model: str) -> None:
+    """An empty or whitespace model name (sent as-is upstream) is refused naming ai.model."""
+    assert "ai.model" in config_error(
+        ai={"provider": "openai", "base_url": "http://h/v1", "model": model}
+    )
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ("[ai]\nretry_attempts = -1\n", "ai.retry_attempts"),
+        ("[ai]\nretry_attempts = 10\n", "ai.retry_attempts"),
+        ("[ai]\ncircuit_failures = -1\n", "ai.circuit_failures"),
+        ('[ai]\ncircuit_cooloff = "5x"\n', "ai.circuit_cooloff"),
+        ("[ai]\ncircuit_cooloff = 0\n", "ai.circuit_cooloff"),
+        ('[ai]\nfallback = "gpt"\n', "ai.fallback"),
+        ("[ai]\ndaily_budget_usd = -1\n", "ai.daily_budget_usd"),
+        ("[ai]\ndaily_budget_usd = inf\n", "ai.daily_budget_usd"),
+        ("[ai]\nbudget_warning_ratio = 1.5\n", "ai.budget_warning_ratio"),
+        ("[ai]\nbudget_warning_ratio = 0\n", "ai.budget_warning_ratio"),
+    ],
+)
+def test_bad_resilience_value_is_named(tmp_path: Path, toml: str, key: str) -> None:
+    """Out-of-range or malformed retry, circuit, fallback and budget values name their key."""
+    message = config_error(write_toml(tmp_path, toml))
+    assert key in message, message

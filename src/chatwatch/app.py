@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import os
+import pwd
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,6 +16,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -20,35 +24,53 @@ from chatwatch.api import admin_chat, admin_page, chat_history, chat_ws, health
 from chatwatch.api import auth as auth_api
 from chatwatch.api.admin_logs import build_admin_logs_router
 from chatwatch.api.admin_metrics import build_admin_metrics_router
+from chatwatch.api.admin_users import build_admin_users_router
+from chatwatch.api.audit import AuditAction, audit
 from chatwatch.api.correlation import CorrelationMiddleware
 from chatwatch.api.deps import require_admin
+from chatwatch.api.docs import build_docs_router
 from chatwatch.api.metrics_endpoint import build_metrics_endpoint
-from chatwatch.auth import Authenticator, load_or_create_secret
+from chatwatch.api.security_headers import SecurityHeadersMiddleware, content_policies
+from chatwatch.auth import AdminTokenFile, Authenticator, load_or_create_secret, read_secret
+from chatwatch.chat.budget import DailyBudget
 from chatwatch.chat.cache import ResponseCache, make_cache
 from chatwatch.chat.connection import ChatDeps
 from chatwatch.chat.consultant import Consultant
 from chatwatch.chat.hub import Hub
+from chatwatch.chat.limits import ChatLimits
 from chatwatch.chat.pricing import PriceBook
 from chatwatch.chat.providers.base import AIProvider
+from chatwatch.chat.providers.builtin import BuiltinProvider
+from chatwatch.chat.resilience import CircuitBreaker, RetryPolicy
+from chatwatch.chat.sessions import Sessions
 from chatwatch.clock import Clock, SystemClock
 from chatwatch.config import Settings
-from chatwatch.events import CacheEvicted, Event, EventBus
+from chatwatch.events import CacheEvicted, Event, EventBus, attach
 from chatwatch.observe.context import start_background_job
-from chatwatch.observe.health import HealthChecker
-from chatwatch.observe.logs.pipeline import LogMetrics, configure_logging, get_logger
+from chatwatch.observe.health import HealthChecker, HealthThresholds
+from chatwatch.observe.logs.pipeline import (
+    LogMetrics,
+    add_secret,
+    configure_logging,
+    get_logger,
+)
 from chatwatch.observe.logs.records import EventLogger
 from chatwatch.observe.logs.store import LogStore
 from chatwatch.observe.metrics.exposition import new_registry
 from chatwatch.observe.metrics.history import MetricsHistory
-from chatwatch.observe.metrics.json_api import headline_of
+from chatwatch.observe.metrics.json_api import history_item
 from chatwatch.observe.metrics.recorder import ChatMetrics
 from chatwatch.observe.metrics.runtime import RuntimeMonitor
 from chatwatch.observe.security import SecurityMonitor
+from chatwatch.observe.signals import IntervalCounter, Signals
 from chatwatch.services import Services
 from chatwatch.store.chat_store import ChatStore
 from chatwatch.store.db import Database
+from chatwatch.store.retention import Retention
+from chatwatch.store.spend import spent_between
+from chatwatch.timefmt import format_time
 
-__all__ = ["Secrets", "build_app", "resolve_secrets"]
+__all__ = ["Secrets", "build_app", "find_jwt_secret", "resolve_secrets"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +83,48 @@ class Secrets:
 
 
 def resolve_secrets(settings: Settings) -> Secrets:
-    """Configured secrets, else the ones kept in the data directory (created on first start)."""
+    """Configured secrets, else the ones kept in the data directory (created on first start).
+
+    Only the server calls this; commands that merely use a secret call ``find_jwt_secret``.
+    """
     data_dir = settings.server.data_dir
     jwt_secret = settings.auth.jwt_secret or load_or_create_secret(data_dir / "secret")[0]
     if settings.auth.admin_token:
         return Secrets(jwt_secret, settings.auth.admin_token, False)
     token, created = load_or_create_secret(data_dir / "admin_token")
     return Secrets(jwt_secret, token, created)
+
+
+def find_jwt_secret(settings: Settings) -> str | None:
+    """The JWT secret the server signs with, without creating one (None: there is none yet).
+
+    Raises OSError when ``<data_dir>/secret`` exists but cannot be read.
+    """
+    return settings.auth.jwt_secret or read_secret(settings.server.data_dir / "secret") or None
+
+
+def _authenticator(settings: Settings, secrets: Secrets, clock: Clock) -> Authenticator:
+    if settings.auth.admin_token:
+        return Authenticator(secrets.jwt_secret, secrets.admin_token, clock)
+
+    def rotated(token: str, st: os.stat_result) -> None:
+        # ``chatwatch admin-token rotate`` runs as some local user, outside any request.
+        add_secret(token)
+        try:
+            who = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            who = str(st.st_uid)
+        audit(
+            f"local-user:{who}",
+            AuditAction.ADMIN_TOKEN_ROTATED,
+            path=str(path.resolve()),
+            rotated_at=format_time(st.st_mtime),
+        )
+
+    path = settings.server.data_dir / "admin_token"
+    return Authenticator(
+        secrets.jwt_secret, AdminTokenFile(path, secrets.admin_token, rotated), clock
+    )
 
 
 def _provider(settings: Settings) -> AIProvider:
@@ -79,8 +136,6 @@ def _provider(settings: Settings) -> AIProvider:
         return OpenAIProvider(
             ai.base_url, ai.model_name, ai.api_key, ai.timeout, ai.first_byte_timeout
         )
-    from chatwatch.chat.providers.builtin import BuiltinProvider
-
     return BuiltinProvider(ai.model_name)
 
 
@@ -140,15 +195,20 @@ def build_app(
         listener_log.error("error.listener", listener_event=event.name, exc_info=exc)
 
     bus = EventBus(on_listener_error=on_listener_error)
-    EventLogger(settings.logging).attach(bus)
+    attach(bus, EventLogger(settings.logging))
     security = SecurityMonitor(bus, clock)
-    metrics = ChatMetrics(registry, clock, settings.metrics)
-    metrics.attach(bus)
+    hub = Hub(bus, clock, settings.limits.connections_per_ip)
+    limits = ChatLimits(settings.limits, settings.redis.url, clock=clock, bus=bus)
+    metrics = ChatMetrics(registry, clock, settings.metrics, live=hub)
+    attach(bus, metrics)
+    signals = Signals(metrics, security)
     runtime = RuntimeMonitor(metrics, clock)
+    interval = IntervalCounter(metrics)
 
     def snapshot() -> dict[str, Any]:
         start_background_job("metrics")  # each snapshot run gets its own correlation id
-        return headline_of(metrics)
+        reading = signals.read()
+        return history_item(reading, interval.take(reading.metrics.totals))
 
     history = MetricsHistory(
         db,
@@ -157,45 +217,88 @@ def build_app(
         interval=settings.metrics.history_interval,
         retention=settings.metrics.history_retention,
     )
-    health_checker = HealthChecker(db.ping, metrics)
+    health_checker = HealthChecker(
+        db.ping,
+        signals,
+        thresholds=HealthThresholds(min_messages=settings.metrics.health_min_messages),
+    )
     metrics_endpoint = build_metrics_endpoint(registry, settings.metrics, bus=bus)
     store = ChatStore(db)
+    retention = Retention(
+        db,
+        clock,
+        retention_days=settings.store.retention_days,
+        interval=settings.store.purge_interval,
+    )
     ai_provider = provider or _provider(settings)
     cache = _cache(settings, bus, clock)
+    ai = settings.ai
     consultant = Consultant(
         ai_provider,
         cache,
-        PriceBook(settings.ai.prices),
+        PriceBook(ai.prices),
         bus,
         clock,
-        model=settings.ai.model_name,
-        timeout=settings.ai.timeout + 1.0,
+        model=ai.model_name,
+        timeout=ai.timeout,
+        retry=RetryPolicy(attempts=ai.retry_attempts),
+        breaker=(
+            CircuitBreaker(
+                failures=ai.circuit_failures,
+                cooloff=ai.circuit_cooloff,
+                clock=clock,
+                bus=bus,
+                provider=ai_provider.name,
+            )
+            if ai.circuit_failures
+            else None
+        ),
+        # Falling back to the built-in makes no sense when the built-in is the provider.
+        fallback=(
+            BuiltinProvider("builtin")
+            if ai.fallback == "builtin" and ai_provider.name != "builtin"
+            else None
+        ),
+        budget=(
+            DailyBudget(
+                ai.daily_budget_usd,
+                clock,
+                bus,
+                warning_ratio=ai.budget_warning_ratio,
+                load_spent=functools.partial(spent_between, db),
+            )
+            if ai.daily_budget_usd is not None
+            else None
+        ),
     )
-    hub = Hub(bus, clock, settings.limits.connections_per_ip)
     services = Services(
         settings=settings,
         clock=clock,
         bus=bus,
         db=db,
         store=store,
-        auth=Authenticator(secrets.jwt_secret, secrets.admin_token, clock),
+        auth=_authenticator(settings, secrets, clock),
         hub=hub,
+        sessions=Sessions(store, bus, clock, context_messages=settings.ai.max_context_messages),
         chat=ChatDeps(
             bus=bus,
             clock=clock,
             hub=hub,
             store=store,
             consultant=consultant,
+            limits=limits,
             max_message_bytes=settings.limits.max_message_bytes,
             messages_per_minute=settings.limits.messages_per_minute,
             max_context_messages=settings.ai.max_context_messages,
             system_prompt=settings.ai.system_prompt,
         ),
+        limits=limits,
         metrics=metrics,
         history=history,
         health=health_checker,
         logstore=logstore,
         security=security,
+        signals=signals,
     )
     services.extras.update(registry=registry, secrets=secrets)
     background: list[asyncio.Task[Any]] = []
@@ -207,6 +310,7 @@ def build_app(
         runtime.start()
 
         background.append(asyncio.create_task(history.run(), name="metrics-history"))
+        background.append(asyncio.create_task(retention.run(), name="store-retention"))
         if settings.ai.provider == "builtin":
             from chatwatch.chat import tokens
 
@@ -225,22 +329,31 @@ def build_app(
             await runtime.stop()
             metrics_endpoint.exposition.close()  # type: ignore[attr-defined]
             await ai_provider.aclose()
+            await limits.aclose()
             if cache is not None:
                 await cache.aclose()
             await logstore.close()
             await db.dispose()
 
+    api_docs = settings.server.api_docs
     app = FastAPI(
         title="chatwatch",
         version="0.1.0",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        # Our own docs page (local assets, no inline script) replaces FastAPI's.
+        docs_url=None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url="/api/openapi.json" if api_docs else None,
+        # Starlette's slash redirects build an absolute URL from the Host header: with a
+        # forged Host that is an open redirect. Paths are exact; /admin/ has its own route.
+        redirect_slashes=False,
     )
     app.state.services = services
     _install_error_handlers(app)
     app.include_router(health.router)
+    app.mount("/static", StaticFiles(packages=[("chatwatch.web", "static")]), name="static")
+    if api_docs:
+        app.include_router(build_docs_router("/api/docs", "/api/openapi.json", app.title))
     app.include_router(auth_api.router)
     app.include_router(chat_history.router)
     app.include_router(chat_ws.router)
@@ -249,12 +362,17 @@ def build_app(
     app.include_router(admin_page.router, dependencies=admin)
     app.include_router(admin_chat.router, prefix="/api/v1/admin/chat", dependencies=admin)
     app.include_router(
-        build_admin_metrics_router(metrics, history, health_checker),
+        build_admin_metrics_router(metrics, history, health_checker, signals=signals),
         prefix="/api/v1/admin/chat",
         dependencies=admin,
     )
     app.include_router(
         build_admin_logs_router(logstore), prefix="/api/v1/admin/chat", dependencies=admin
+    )
+    app.include_router(
+        build_admin_users_router(retention, logstore.flush),
+        prefix="/api/v1/admin/chat",
+        dependencies=admin,
     )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -263,7 +381,7 @@ def build_app(
         page = resources.files("chatwatch.web").joinpath("index.html").read_text()
         return HTMLResponse(page)
 
-    return CorrelationMiddleware(app)
+    return CorrelationMiddleware(SecurityHeadersMiddleware(app, content_policies(settings.server)))
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -1,9 +1,12 @@
-"""The ``chatwatch`` command: serve, token, loadtest."""
+"""The ``chatwatch`` command: serve, token, admin-token, loadtest, erase."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,7 +62,7 @@ def serve(
     from chatwatch.app import resolve_secrets
     from chatwatch.server import run_server
 
-    settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+    _make_data_dir_private(settings)
     secrets = resolve_secrets(settings)
     if secrets.admin_token_created:
         typer.echo(
@@ -79,6 +82,39 @@ def serve(
     sys.exit(run_server(settings, overrides={"host": host, "port": port, "workers": workers}))
 
 
+def _make_data_dir_private(settings: Settings) -> None:
+    """Private from here on (umask 077, inherited by workers), and what exists tightened."""
+    from chatwatch.store.db import sqlite_path
+    from chatwatch.store.permissions import private_umask, secure_data_dir
+
+    private_umask()
+    data_dir = settings.server.data_dir
+    done = secure_data_dir(data_dir, sqlite_path(settings.database_url))
+    if done.changed:
+        typer.echo(
+            f"chatwatch: made {len(done.changed)} path(s) in {data_dir} private "
+            "(readable by this user only)",
+            err=True,
+        )
+    for path, why in done.failed:
+        typer.echo(f"chatwatch: warning: could not make {path} private: {why}", err=True)
+
+
+def _looked_with(settings: Settings, config: Path | None) -> str:
+    """Where a command looked, for messages that must say so."""
+    path = config or os.environ.get("CHATWATCH_CONFIG")
+    source = f"config file {path}" if path else "no config file (no --config, no CHATWATCH_CONFIG)"
+    return f"chatwatch: looked with {source} and data_dir {settings.server.data_dir.resolve()}"
+
+
+def _same_settings(command: str) -> str:
+    return (
+        f"chatwatch: run `chatwatch {command}` with the server's settings: the same --config "
+        "(or CHATWATCH_CONFIG) and CHATWATCH_* variables as `chatwatch serve`, from the folder "
+        "the server runs in (a relative server.data_dir is taken from the current folder)"
+    )
+
+
 @app.command()
 def token(
     user: Annotated[str, typer.Option("--user", help="The user id (JWT sub).")],
@@ -86,7 +122,7 @@ def token(
     ttl: Annotated[str, typer.Option(help="Lifetime, e.g. 30m, 1h, 7d.")] = "1h",
     config: ConfigOption = None,
 ) -> None:
-    """Mint a JWT signed with the configured secret and print it."""
+    """Mint a JWT signed with the server's secret and print it (never creates a secret)."""
     settings = _settings(config)
     if not user or len(user) > 64:
         typer.echo("chatwatch: --user must be 1-64 characters", err=True)
@@ -99,16 +135,123 @@ def token(
     if seconds <= 0:
         typer.echo("chatwatch: --ttl must be positive", err=True)
         raise typer.Exit(2)
-    from chatwatch.app import resolve_secrets
-    from chatwatch.auth import Authenticator
-    from chatwatch.clock import SystemClock
+    from chatwatch.app import find_jwt_secret
+    from chatwatch.auth import mint_token
 
-    secrets = resolve_secrets(settings)
-    auth = Authenticator(secrets.jwt_secret, secrets.admin_token, SystemClock())
-    typer.echo(auth.mint(user, "admin" if admin else "user", ttl=seconds))
+    secret_file = settings.server.data_dir.resolve() / "secret"
+    try:
+        secret = find_jwt_secret(settings)
+    except OSError as err:
+        typer.echo(f"chatwatch: cannot read {secret_file}: {err.strerror or err}", err=True)
+        raise typer.Exit(2) from None
+    if secret is None:
+        # Making one here would mint tokens the server rejects (SPEC §1: only refuse).
+        typer.echo(
+            "chatwatch: no JWT secret to sign with: auth.jwt_secret is not set and "
+            f"{secret_file} does not exist\n{_looked_with(settings, config)}\n"
+            f"{_same_settings('token')}, or start `chatwatch serve` once with these settings: "
+            "it creates the secret.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    typer.echo(mint_token(secret, user, "admin" if admin else "user", seconds, time.time()))
+
+
+admin_token_app = typer.Typer(
+    help="The static admin token kept in <data_dir>/admin_token.", no_args_is_help=True
+)
+app.add_typer(admin_token_app, name="admin-token")
+
+
+@admin_token_app.command("rotate")
+def admin_token_rotate(config: ConfigOption = None) -> None:
+    """Replace the admin token and print the new one once; the old one stops working at once."""
+    settings = _settings(config)
+    if settings.auth.admin_token:
+        where = (
+            "the CHATWATCH_AUTH__ADMIN_TOKEN variable"
+            if os.environ.get("CHATWATCH_AUTH__ADMIN_TOKEN")
+            else f"config file {config or os.environ.get('CHATWATCH_CONFIG')}"
+        )
+        typer.echo(
+            f"chatwatch: auth.admin_token is set in {where}: the server uses that token, not "
+            "the admin_token file. Change it there and restart the server.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    from chatwatch.auth import read_secret, replace_secret
+
+    path = settings.server.data_dir.resolve() / "admin_token"
+    try:
+        present = bool(read_secret(path))
+    except OSError as err:
+        typer.echo(f"chatwatch: cannot read {path}: {err.strerror or err}", err=True)
+        raise typer.Exit(2) from None
+    if not present:
+        # Writing one here would rotate nothing: no server uses this folder.
+        typer.echo(
+            f"chatwatch: no admin token to rotate: {path} does not exist\n"
+            f"{_looked_with(settings, config)}\n{_same_settings('admin-token rotate')}.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        token = replace_secret(path)
+    except OSError as err:
+        typer.echo(f"chatwatch: cannot write {path}: {err.strerror or err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"chatwatch: new admin token written to {path} (shown once); running servers "
+        "refuse the old one from their next request.",
+        err=True,
+    )
+    typer.echo(token)
 
 
 register_loadtest(app)
+
+
+@app.command()
+def erase(
+    user: Annotated[str, typer.Option("--user", help="The user id to erase.")],
+    config: ConfigOption = None,
+) -> None:
+    """Erase a user's sessions, messages and stored log records; print how many (JSON).
+
+    Exit 1 when nothing is stored about the user (or they wrote meanwhile: run it again),
+    2 for a malformed id or configuration.
+    """
+    settings = _settings(config)
+    from chatwatch.store.retention import ErasureConflict, check_user_id
+
+    try:
+        check_user_id(user)
+    except ValueError as err:
+        typer.echo(f"chatwatch: --user: {err}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        erased = asyncio.run(_erase(settings, user))
+    except ErasureConflict:
+        typer.echo(f"chatwatch: {user} wrote while being erased; run erase again", err=True)
+        raise typer.Exit(1) from None
+    if erased is None:
+        typer.echo(f"chatwatch: no such user: {user}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(erased))
+
+
+async def _erase(settings: Settings, user_id: str) -> dict[str, Any] | None:
+    from chatwatch.clock import SystemClock
+    from chatwatch.store.db import Database
+    from chatwatch.store.retention import Retention
+
+    db = Database(settings.database_url)
+    try:
+        await db.migrate()
+        erased = await Retention(db, SystemClock()).erase_user(user_id)
+    finally:
+        await db.dispose()
+    return None if erased is None else erased.as_json()
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -36,6 +37,7 @@ __all__ = [
     "RedisSettings",
     "ServerSettings",
     "Settings",
+    "StoreSettings",
     "load_settings",
     "parse_duration",
 ]
@@ -67,6 +69,20 @@ def parse_duration(value: str | float | int) -> float:
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
 
 
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_:")
+
+
+def _port_of(parts: SplitResult) -> int | None:
+    """The URL's port; a ValueError naming it when the port or the host is malformed."""
+    # These URLs end up in Content-Security-Policy headers: no ';', quotes or spaces.
+    if not set((parts.hostname or "").lower()) <= _HOST_CHARS:
+        raise ValueError(f"{parts.netloc!r} has a bad host name")
+    try:
+        return parts.port
+    except ValueError:
+        raise ValueError(f"{parts.netloc!r} has a bad port") from None
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -80,6 +96,15 @@ class ServerSettings(_Section):
     forwarded_allow_ips: list[str] = Field(
         default_factory=list, description="proxies whose X-Forwarded-For is trusted ('*': any)"
     )
+    public_url: str | None = Field(
+        None, description="where people reach the service (default http://<host>:<port>)"
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins besides public_url that may open /ws/chat and embed /",
+    )
+    api_docs: bool = Field(True, description="serve /api/docs and /api/openapi.json")
+
     # HTTP limits (issue 8), enforced by server.GuardedHttpProtocol before the app sees a
     # request: the request line and headers together over max_header_bytes, or more than
     # max_headers header lines → 431; headers not complete header_timeout seconds after the
@@ -98,6 +123,54 @@ class ServerSettings(_Section):
     @classmethod
     def _durations(cls, v: Any) -> float:
         return parse_duration(v)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v.strip())
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL, e.g. https://chat.example.com")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not contain a user name or password")
+        _port_of(parts)
+        return v.strip().rstrip("/")
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        checked = []
+        for item in v:
+            text = item.strip()
+            if text == "*":
+                # A wildcard would let any site open chats as its visitors (SPEC §2).
+                raise ValueError("'*' is not allowed: list each origin, e.g. https://example.com")
+            parts = urlsplit(text)
+            if (
+                parts.scheme.lower() not in ("http", "https")
+                or not parts.hostname
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+                or parts.username is not None
+                or parts.password is not None
+            ):
+                raise ValueError(
+                    f"{item!r} is not an origin: use scheme://host[:port], "
+                    "e.g. https://www.example.com"
+                )
+            _port_of(parts)
+            checked.append(text.rstrip("/"))
+        return checked
+
+    @property
+    def external_url(self) -> str:
+        """``public_url``, else ``http://<host>:<port>`` (brackets around an IPv6 host)."""
+        if self.public_url:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
 
 class DatabaseSettings(_Section):
@@ -140,11 +213,27 @@ class AIPrice(_Section):
 
 
 class AISettings(_Section):
+    """The AI consultant: which provider answers, and how the chat copes when it fails.
+
+    Values that cannot work (an API key that is not printable ASCII, a base URL that is
+    not http(s), an empty model name) stop start-up naming the key.
+
+    Resilience: a failure before the first byte (429, 5xx, connection refused) is tried
+    again ``retry_attempts`` times, honouring ``Retry-After`` up to a few seconds, all
+    within ``timeout``; after ``circuit_failures`` failed calls in a row the provider is
+    not called for ``circuit_cooloff``, then one probe call decides; with
+    ``fallback = "builtin"`` the built-in consultant answers (model ``builtin``) while
+    the provider fails, the circuit is open or the budget is spent; ``daily_budget_usd``
+    stops AI calls for the rest of the UTC day once replies have cost that much.
+    """
+
     provider: Literal["builtin", "openai"] = "builtin"
-    base_url: str | None = None
-    api_key: str | None = None
+    base_url: str | None = Field(None, description="http(s) URL of the OpenAI-compatible API")
+    api_key: str | None = Field(None, description="bearer token; printable ASCII only")
     model: str | None = None
-    timeout: float = Field(30.0, gt=0)
+    timeout: float = Field(
+        30.0, gt=0, description="seconds for the whole AI call, retries and their waits included"
+    )
     first_byte_timeout: float | None = Field(None, gt=0)
     max_context_messages: int = Field(20, ge=1, le=500)
     system_prompt: str = (
@@ -152,19 +241,71 @@ class AISettings(_Section):
         "offer a human hand-off when unsure."
     )
     prices: dict[str, AIPrice] = Field(default_factory=dict)
+    retry_attempts: int = Field(
+        1, ge=0, le=3, description="retries of a 429/5xx/refused call before its first byte"
+    )
+    circuit_failures: int = Field(
+        5, ge=0, description="failed calls in a row that open the circuit (0: no breaker)"
+    )
+    circuit_cooloff: float = Field(
+        30.0, gt=0, description="seconds an open circuit refuses calls before one probe"
+    )
+    fallback: Literal["none", "builtin"] = Field(
+        "none", description="who answers while the provider cannot: nobody, or the built-in"
+    )
+    daily_budget_usd: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="USD per UTC day for AI calls (unset: none)"
+    )
+    budget_warning_ratio: float = Field(
+        0.8, gt=0, le=1, description="share of daily_budget_usd that raises the budget warning"
+    )
 
-    @field_validator("timeout", "first_byte_timeout", mode="before")
+    @field_validator("timeout", "first_byte_timeout", "circuit_cooloff", mode="before")
     @classmethod
     def _durations(cls, v: Any) -> Any:
         return None if v is None else parse_duration(v)
 
+    @field_validator("api_key")
+    @classmethod
+    def _header_safe(cls, v: str | None) -> str | None:
+        # It travels in an HTTP header: anything else fails on the first message instead.
+        if v is None:
+            return v
+        for i, ch in enumerate(v):
+            if not " " <= ch <= "~":
+                raise ValueError(
+                    f"must be printable ASCII, found U+{ord(ch):04X} at position {i + 1} "
+                    "(a pasted '…', a curly quote or a line break?)"
+                )
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if any(ch.isspace() or not ch.isprintable() for ch in v):
+            raise ValueError("must not contain spaces or control characters")
+        try:
+            parts = urlsplit(v)
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
+        except ValueError as err:
+            raise ValueError(f"is not a valid URL: {err}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model_named(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must not be empty or whitespace (leave it out for the default)")
+        return v
+
     @model_validator(mode="after")
     def _openai_needs_url(self) -> AISettings:
-        if self.provider == "openai":
-            if not self.base_url:
-                raise ValueError("ai.base_url is required when ai.provider = 'openai'")
-            if not self.base_url.startswith(("http://", "https://")):
-                raise ValueError("ai.base_url must be an http:// or https:// URL")
+        if self.provider == "openai" and not self.base_url:
+            raise ValueError("ai.base_url is required when ai.provider = 'openai'")
         return self
 
     @property
@@ -188,8 +329,16 @@ class CacheSettings(_Section):
 
 class LimitsSettings(_Section):
     max_message_bytes: int = Field(16384, ge=1, le=1_048_576)
-    messages_per_minute: int = Field(60, ge=1)
+    messages_per_minute: int = Field(
+        60, ge=1, description="per user: all their sockets on all nodes together"
+    )
+    messages_per_minute_per_ip: int = Field(600, ge=1, description="all users of one client IP")
     connections_per_ip: int = Field(50, ge=1)
+    guest_logins_per_minute: int = Field(60, ge=1, description="per client IP; over it: 429")
+    ai_requests_per_minute: int = Field(
+        60, ge=1, description="AI calls per user (cache hits are not AI calls)"
+    )
+    ai_requests_per_minute_per_ip: int = Field(600, ge=1, description="AI calls per client IP")
     max_frame_bytes: int | None = Field(
         None, ge=1024, description="WebSocket frames above this close the socket (1009)"
     )
@@ -206,10 +355,27 @@ class MetricsSettings(_Section):
     history_retention: float = Field(7 * 86400.0, gt=0)
     window: float = Field(300.0, gt=0)
     token: str | None = None
+    # Handled messages the window must hold before health judges the error rate.
+    health_min_messages: int = Field(20, ge=1)
 
     @field_validator("history_interval", "history_retention", "window", mode="before")
     @classmethod
     def _durations(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class StoreSettings(_Section):
+    retention_days: float = Field(
+        90.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="sessions and messages older than this are deleted",
+    )
+    purge_interval: float = Field(3600.0, gt=0, description="seconds between retention purges")
+
+    @field_validator("purge_interval", mode="before")
+    @classmethod
+    def _interval(cls, v: Any) -> float:
         return parse_duration(v)
 
 
@@ -312,6 +478,7 @@ class Settings(BaseSettings):
     ai: AISettings = Field(default_factory=AISettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)

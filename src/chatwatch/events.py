@@ -5,6 +5,10 @@ are plain synchronous callables run in the emitter's context (so correlation
 contextvars are visible to them); a listener must be cheap and must not block: anything
 slow (database writes, notifications) goes onto a queue of its own. A listener that
 raises is reported to ``on_listener_error`` and never breaks the chat.
+
+Every listener object registers the same way: its methods say which events they handle
+with ``@handles(SomeEvent)``, and ``attach(bus, listener)`` subscribes each of them, so no
+listener keeps a hand-written table of its own.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ __all__ = [
     "EventBus",
     "FeatureUsed",
     "FrameRejected",
+    "LimitsStorageChanged",
     "MessageProcessed",
     "MessageReceived",
     "MessageReplayed",
@@ -47,6 +52,9 @@ __all__ = [
     "SecurityEvent",
     "SessionEnded",
     "SessionStarted",
+    "attach",
+    "handlers_of",
+    "handles",
 ]
 
 
@@ -114,11 +122,16 @@ class MessageReceived(Event):
 
 @dataclass(frozen=True, slots=True)
 class MessageSent(Event):
-    """A frame sent to a client (``type`` is the frame type)."""
+    """A frame sent to a client (``type`` is the frame type).
+
+    ``quiet`` frames (error frames answering a rejection that is only counted, see
+    ``RejectionsSuppressed``) are counted in metrics but not logged one by one.
+    """
 
     type: str
     connection_id: str
     correlation_id: str | None
+    quiet: bool = False
     name = "message.sent"
 
 
@@ -295,7 +308,9 @@ class SecurityEvent(Event):
 
 
 E = TypeVar("E", bound=Event)
+F = TypeVar("F", bound=Callable[..., None])
 Listener = Callable[[Any], None]
+_HANDLES = "__chatwatch_handles__"
 
 
 class EventBus:
@@ -332,6 +347,51 @@ class EventBus:
             # An error reporter must never take the chat down.
             with contextlib.suppress(Exception):
                 self._on_error(event, exc)
+
+
+def handles(*event_types: type[Event]) -> Callable[[F], F]:
+    """Mark a listener method as the handler of ``event_types`` (subscribed by ``attach``)."""
+    if not event_types:
+        raise TypeError("handles() needs at least one event class")
+    for event_type in event_types:
+        if not (isinstance(event_type, type) and issubclass(event_type, Event)):
+            raise TypeError(f"handles() takes Event classes, not {event_type!r}")
+
+    def mark(method: F) -> F:
+        # An attribute on the function itself: no wrapper, so the hot path pays nothing.
+        setattr(method, _HANDLES, (*getattr(method, _HANDLES, ()), *event_types))
+        return method
+
+    return mark
+
+
+def handlers_of(listener: object) -> list[tuple[type[Event], Listener]]:
+    """Every ``@handles`` method of ``listener``, bound, with its event class, in class order."""
+    found: dict[str, tuple[type[Event], ...]] = {}
+    # Base classes first, in definition order; a subclass's method of the same name replaces
+    # its base's (as attribute lookup would).
+    for cls in reversed(type(listener).__mro__):
+        for name, attr in vars(cls).items():
+            marked = getattr(attr, _HANDLES, None)
+            if marked is not None:
+                found[name] = marked
+            elif name in found:
+                del found[name]  # overridden without the decorator: no longer a handler
+    return [
+        (event_type, getattr(listener, name))
+        for name, event_types in found.items()
+        for event_type in event_types
+    ]
+
+
+def attach(bus: EventBus, listener: object) -> int:
+    """Subscribe every ``@handles`` method of ``listener`` on ``bus``; returns how many."""
+    pairs = handlers_of(listener)
+    if not pairs:
+        raise TypeError(f"{type(listener).__name__} has no @handles methods to attach")
+    for event_type, handler in pairs:
+        bus.subscribe(event_type, handler)
+    return len(pairs)
 
 
 # --- appended by the metrics work (issue 3) ------------------------------------------
@@ -443,3 +503,22 @@ class AIBudgetChanged(Event):
     budget_usd: float
     day: str  # YYYY-MM-DD (UTC)
     name = "ai.budget.changed"
+
+
+# --- added by the limits work (issue 8) ----------------------------------------------
+# Emitted by chat.limits.ChatLimits; listeners are for the lead to wire.
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsStorageChanged(Event):
+    """The shared rate-limit store (Redis) became unreachable — ``degraded``: limits count
+    in this process's memory until it answers again — or answered again (``recovered``).
+    Once per outage each way. ``ChatLimits`` logs it itself (warning / info), so no log
+    listener is needed. Metrics to wire: gauge ``chat_limits_storage_degraded`` (1 while
+    degraded) and counter ``chat_limits_storage_fallbacks_total`` (``fallback_calls``)."""
+
+    state: str  # degraded | recovered
+    backend: str  # redis
+    error: str  # what failed first ("" when recovered)
+    fallback_calls: int  # limit checks counted in memory during this outage so far
+    name = "limits.storage.changed"

@@ -8,6 +8,8 @@ from typing import Any
 from chatwatch.auth import Authenticator
 from chatwatch.chat.connection import ChatDeps
 from chatwatch.chat.hub import Hub
+from chatwatch.chat.limits import ChatLimits
+from chatwatch.chat.sessions import Sessions
 from chatwatch.clock import Clock
 from chatwatch.config import Settings
 from chatwatch.events import EventBus
@@ -16,6 +18,7 @@ from chatwatch.observe.logs.store import LogStore
 from chatwatch.observe.metrics.history import MetricsHistory
 from chatwatch.observe.metrics.recorder import ChatMetrics
 from chatwatch.observe.security import SecurityMonitor
+from chatwatch.observe.signals import Signals
 from chatwatch.store.chat_store import ChatStore
 from chatwatch.store.db import Database
 
@@ -33,10 +36,13 @@ class Services:
     store: ChatStore
     auth: Authenticator
     hub: Hub
+    sessions: Sessions
     chat: ChatDeps
+    limits: ChatLimits
     metrics: ChatMetrics
     history: MetricsHistory
     health: HealthChecker
     logstore: LogStore
     security: SecurityMonitor
+    signals: Signals
     extras: dict[str, Any] = field(default_factory=dict)

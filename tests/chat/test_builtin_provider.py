@@ -120,6 +120,70 @@ async def test_unknown_question_hands_off_honestly() -> None:
         assert "talk_to_human" in done.quick_actions
 
 
+@pytest.mark.parametrize(
+    ("question", "facts"),
+    [
+        ("How much do you charge per day for a developer?", ["£1,200"]),
+        ("Are you GDPR compliant?", ["UK GDPR"]),
+        ("How do I pay — invoice?", ["bank transfer", "30 days"]),
+        ("I'd like to book a call with someone next Tuesday", ["/book", "+44 20 7946 0321"]),
+    ],
+)
+async def test_natural_phrasing_finds_the_knowledge(question: str, facts: list[str]) -> None:
+    """Questions worded unlike the knowledge files still get the facts they hold."""
+    done = await _ask(question)
+    assert all(f in done.content for f in facts), done.content
+    assert done.handoff is False
+
+
+async def test_question_in_two_parts_gets_both_answers() -> None:
+    """A question spanning two sections is answered from both."""
+    done = await _ask("How much is a security review and how long does it take?")
+    assert "£4,200" in done.content
+    assert "two to six weeks" in done.content
+    done = await _ask("Are you GDPR compliant, and will you sign our NDA?")
+    assert "UK GDPR" in done.content
+    assert "non-disclosure agreement" in done.content
+
+
+async def test_elliptical_follow_up_answers_from_previous_topic() -> None:
+    """ "And for 150 people?" after a security review question gets that review's price."""
+    done = await _ask("How much is a security review?", "and for 150 people?")
+    assert "£6,000" in done.content
+    done = await _ask("What's your day rate?", "and for half a day?")
+    assert "£650" in done.content
+    automation = await _ask("Tell me about process automation", "how much would that be?")
+    data = await _ask("What does your data and AI work cover?", "how much would that be?")
+    assert "£1,800" in automation.content
+    assert "£2,400" in data.content
+    assert "£2,400" not in automation.content
+
+
+async def test_asking_for_a_person_hands_off() -> None:
+    """Asking in words for a human gets the hand-off the talk_to_human action gives."""
+    done = await _ask("Can I talk to a real person?")
+    assert done.handoff is True
+    assert "+44 20 7946 0321" in done.content
+    assert "talk_to_human" in done.quick_actions
+    assert "don't know" not in done.content
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Can you book me a flight to Madrid?",  # "book" alone must not pass for an answer
+        "What's the best mortgage rate right now?",  # nor "rate"
+        "Do you have any job openings?",  # nor "openings" for opening hours
+        "Can you recommend a good restaurant in Bristol?",
+    ],
+)
+async def test_domain_words_in_off_topic_questions_do_not_answer(question: str) -> None:
+    """An off-topic question that shares a word with the knowledge is still handed off."""
+    done = await _ask(question)
+    assert done.handoff is True
+    assert "don't know" in done.content
+
+
 @pytest.mark.parametrize("greeting", ["hi", "Hello!", "hey there", "Good morning"])
 async def test_greeting_gets_welcome(greeting: str) -> None:
     """A bare greeting gets a welcome and the main quick actions, not a hand-off."""

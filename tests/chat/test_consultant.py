@@ -325,7 +325,8 @@ async def test_failed_reply_is_not_cached(
 async def test_hanging_provider_times_out(
     bus: EventBus, events: list[Event], clock: FakeClock
 ) -> None:
-    """A provider stalling after one delta ends in AITimeout within the 0.3 s consultant timeout."""
+    """A provider stalling after one delta (ignoring the deadline) ends in AITimeout soon after
+    the 0.3 s consultant timeout (its 1 s grace included)."""
     deltas = Deltas()
     c = consultant(HangingProvider(), bus, clock, timeout=0.3)
     with pytest.raises(AITimeout):

@@ -17,6 +17,7 @@ from chatwatch.chat.providers.base import (
     TextDelta,
 )
 from chatwatch.chat.providers.openai import OpenAIProvider
+from chatwatch.vocabulary import AIOutcome
 from tests.fakes.openai_upstream import Behaviour, FakeOpenAI
 from tests.fakes.services import unused_tcp_port
 
@@ -203,10 +204,11 @@ async def test_finish_without_done_is_accepted(
 async def test_malformed_chunk_is_provider_error(
     fake_openai: FakeOpenAI, make_provider: MakeProvider
 ) -> None:
-    """A chunk that is not JSON raises AIProviderError."""
+    """A chunk that is not JSON raises AIProviderError with reason invalid_reply."""
     fake_openai.behaviour = Behaviour(chunks=["a", "b"], malformed_after=1)
-    with pytest.raises(AIProviderError, match="malformed"):
+    with pytest.raises(AIProviderError, match="not JSON") as caught:
         await _collect(make_provider(), _request())
+    assert caught.value.reason == AIOutcome.INVALID_REPLY
 
 
 async def test_missing_usage_is_estimated(

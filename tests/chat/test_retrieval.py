@@ -12,13 +12,16 @@ from chatwatch.chat.retrieval import BM25Index, stem, tokenize
 
 def _index() -> tuple[tuple[Passage, ...], BM25Index]:
     passages = load_passages()
-    # Titles count twice, as in BuiltinProvider.
-    return passages, BM25Index([tokenize(f"{p.title}\n{p.title}\n{p.text}") for p in passages])
+    # Built as BuiltinProvider builds it.
+    return passages, BM25Index(
+        [tokenize(p.search_text) for p in passages],
+        key_terms=[tokenize(f"{p.title}\n{p.keywords}") for p in passages],
+    )
 
 
 def _best(question: str) -> Passage:
     passages, index = _index()
-    hits = index.search(dict.fromkeys(tokenize(question), 1.0), limit=1)
+    hits = index.search(dict.fromkeys(tokenize(question, query=True), 1.0), limit=1)
     assert hits, f"nothing found for {question!r}"
     return passages[hits[0][0]]
 
@@ -61,6 +64,32 @@ def test_tokenize_drops_stopwords_and_maps_synonyms() -> None:
     assert tokenize("We’re here") == tokenize("We're here") == []
 
 
+def test_synonyms_and_phrases_meet_the_knowledge_words() -> None:
+    """Visitors' words for a thing reduce to the term the knowledge base uses for it."""
+    price = tokenize("price")
+    for said in ("cost", "fees", "charging", "rates", "how much", "cheaper"):
+        assert tokenize(said) == price, said
+    assert tokenize("schedule an appointment") == tokenize("book a meeting")
+    assert tokenize("GDPR compliance") == tokenize("gdpr compliant")
+    assert tokenize("Manchester") == tokenize("UK")
+    assert tokenize("hourly rate") == tokenize("day rate") != tokenize("day")
+
+
+def test_word_senses_kept_apart() -> None:
+    """Words sharing a stem but not a meaning stay apart: a consultation is not a consultant."""
+    assert tokenize("consultation") != tokenize("consultant")
+    assert tokenize("fixed price") != tokenize("fix price")
+    # Asked about, a job is a vacancy, which no passage covers, not a piece of work.
+    assert tokenize("job openings", query=True) != tokenize("job openings")
+    assert not set(tokenize("job", query=True)) & set(tokenize("Depending on the job"))
+
+
+def test_filler_words_name_no_topic() -> None:
+    """Conversational words and weekdays are dropped, so they cannot go unanswered."""
+    assert tokenize("So what do you guys actually do?") == tokenize("what do you do")
+    assert tokenize("book a call next Tuesday") == tokenize("book a call next")
+
+
 def test_tokenize_handles_any_unicode() -> None:
     """Non-Latin scripts and emoji are tokenized without errors."""
     assert tokenize("Grüße 日本語 🙂 Ünïcödé") == [
@@ -68,7 +97,7 @@ def test_tokenize_handles_any_unicode() -> None:
         "日本語",
         "ünïcödé",
     ]  # casefold: ß -> ss
-    assert tokenize("\ud800 broken surrogate") == ["broken", "surrog"]
+    assert tokenize("\ud800 broken surrogate") == tokenize("broken surrogate") != []
 
 
 @pytest.mark.parametrize(
@@ -82,6 +111,10 @@ def test_tokenize_handles_any_unicode() -> None:
         ("Can I cancel my appointment?", "booking/rescheduling-or-cancelling-an-appointment"),
         ("Is my data safe? GDPR?", "privacy/data-privacy-and-gdpr"),
         ("Who is on your team?", "about/our-team"),
+        ("How much do you charge per day for a developer?", "pricing/our-prices"),
+        ("Are you GDPR compliant?", "privacy/data-privacy-and-gdpr"),
+        ("How do I pay — invoice?", "pricing/payment-terms"),
+        ("I'd like to book a call with someone next Tuesday", "booking/how-to-book-a-consultation"),
     ],
 )
 def test_questions_find_the_right_passage(question: str, passage_id: str) -> None:
@@ -105,6 +138,15 @@ def test_bm25_weights_scale_scores() -> None:
     assert math.isclose(index.score(0, {"cloud": 0.5}), index.score(0, {"cloud": 1.0}) / 2)
 
 
+def test_coverage_counts_a_passing_mention_less() -> None:
+    """A term only in a document's body counts ``body_share`` of one among its key terms."""
+    index = BM25Index([["cloud", "migr"], ["team"]], key_terms=[["cloud"], ["team"]])
+    assert index.coverage(0, ["cloud"]) == 1.0
+    assert math.isclose(index.coverage(0, ["migr"]), 0.8)
+    with pytest.raises(ValueError, match="key_terms"):
+        BM25Index([["cloud"]], key_terms=[])
+
+
 def test_coverage_is_idf_weighted_share() -> None:
     """Coverage is 1 when a document holds every term and drops with unknown terms."""
     index = BM25Index([["cloud", "migr"], ["team"]])
@@ -126,3 +168,14 @@ def test_empty_index_is_harmless() -> None:
     index = BM25Index([])
     assert len(index) == 0
     assert index.search({"cloud": 1.0}) == []
+
+
+def test_keywords_lines_are_indexed_but_not_shown() -> None:
+    """A ``Keywords:`` line helps find its passage but never becomes part of its text."""
+    doc = "# T\n## Paying us\nKeywords: invoice, card\nInvoices are due in 30 days.\n## Next\nX.\n"
+    first, second = parse_passages("demo", doc)
+    assert first.text == "Invoices are due in 30 days."
+    assert first.keywords == "invoice, card"
+    assert "card" in first.search_text
+    assert second.keywords == ""
+    assert all("Keywords:" not in p.text for p in load_passages())

@@ -349,11 +349,13 @@ async def test_readyz_fails_when_store_is_gone(live_server: LiveServer) -> None:
 
 
 async def test_chat_page_is_served(live_server: LiveServer) -> None:
-    """GET / serves the chat page that talks to /ws/chat."""
+    """GET / serves the chat page, whose script (/static/chat.js) talks to /ws/chat."""
     async with live_server.http() as http:
-        r = await http.get("/")
-    assert r.status_code == 200
-    assert "/ws/chat" in r.text and "/api/v1/auth/guest" in r.text
+        page = await http.get("/")
+        script = await http.get("/static/chat.js")
+    assert (page.status_code, script.status_code) == (200, 200)
+    assert '<script src="/static/chat.js">' in page.text
+    assert "/ws/chat" in script.text and "/api/v1/auth/guest" in script.text
 
 
 async def test_same_question_twice_is_cached(live_server: LiveServer) -> None:
@@ -477,9 +479,9 @@ async def test_security_summary_counts_failed_logins(live_server: LiveServer) ->
         r = await http.get("/api/v1/admin/chat/security", headers=live_server.admin_headers())
     body = r.json()
     assert r.status_code == 200
-    assert body["by_type"]["auth_failed"] == 3
-    assert body["top_ips"][0]["client_ip"] == "127.0.0.1"
-    assert body["top_ips"][0]["auth_failures"] == 3
+    assert body["by_type"]["auth_failed"]["total"] == 3
+    assert body["recent"]["top_ips"][0]["client_ip"] == "127.0.0.1"
+    assert body["recent"]["top_ips"][0]["auth_failures"] == 3
 
 
 async def test_invalid_client_correlation_id_is_replaced(live_server: LiveServer) -> None:
@@ -512,7 +514,7 @@ async def test_oversized_frame_close_is_a_protocol_error_and_security_event(
                 await http.get("/api/v1/admin/chat/security", headers=srv.admin_headers())
             ).json()
         assert 'chat_connections_closed_total{reason="protocol_error"} 1.0' in text
-        assert security["by_type"].get("oversized_frame") == 1
+        assert security["by_type"]["oversized_frame"]["total"] == 1
 
 
 async def test_ping_counts_as_feature_use(live_server: LiveServer) -> None:

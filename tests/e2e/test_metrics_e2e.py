@@ -128,7 +128,7 @@ async def test_ai_failure_is_counted_by_outcome_code_and_type(
     live_server_factory: LiveServerFactory, fake_openai: FakeOpenAI
 ) -> None:
     """An upstream 500 is an AI error, an ai_unavailable error frame and an ai_provider error."""
-    fake_openai.script.append(Behaviour(status=500))
+    fake_openai.behaviour = Behaviour(status=500)  # the retry fails too
     async with live_server_factory(**openai_settings(fake_openai)) as srv:
         token, _ = await srv.guest()
         chat = await open_chat(srv.ws_url, token)

@@ -86,6 +86,12 @@ class Behaviour:
     send_finish: bool = True  # the chunk with finish_reason "stop"
     send_done: bool = True  # the final "data: [DONE]"
     stream: bool | None = None  # None: as the request asks; False forces one JSON document
+    # Sent verbatim, one ``data:`` line each, instead of the generated chunks (then usage
+    # and [DONE] as usual): for replies of the wrong shape.
+    raw_data: Sequence[str] | None = None
+    # Replaces the JSON document of a non-streamed reply (sent as application/json).
+    raw_document: str | None = None
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)  # extra response headers
 
 
 class FakeOpenAI:
@@ -302,7 +308,7 @@ class FakeOpenAI:
             await asyncio.sleep(b.first_byte_delay)
         if b.status >= 400:
             error = {"message": b.error_message, "type": "server_error", "code": b.status}
-            await _send_json(writer, b.status, {"error": error})
+            await _send_json(writer, b.status, {"error": error}, b.headers)
             return True
 
         text = b.text(request) if callable(b.text) else b.text
@@ -336,7 +342,10 @@ class FakeOpenAI:
             }
             if b.usage:
                 document["usage"] = usage
-            await _send_json(writer, 200, document)
+            if b.raw_document is not None:
+                await _send_raw(writer, 200, b.raw_document.encode(), b.headers)
+                return True
+            await _send_json(writer, 200, document, b.headers)
             return True
 
         def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
@@ -356,9 +365,14 @@ class FakeOpenAI:
             b"Cache-Control: no-cache\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
-        await _send_chunk(
-            writer, chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}}])
-        )
+        if b.raw_data is not None:
+            for payload in b.raw_data:
+                await _send_chunk(writer, f"data: {payload}\n\n".encode())
+            chunks = []
+        else:
+            await _send_chunk(
+                writer, chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}}])
+            )
         for i in range(len(chunks) + 1):
             if b.stall_after == i:
                 await _until_client_leaves(reader)
@@ -375,7 +389,7 @@ class FakeOpenAI:
                 await asyncio.sleep(b.chunk_delay)
             piece = {"index": 0, "delta": {"content": chunks[i]}, "finish_reason": None}
             await _send_chunk(writer, chunk([piece]))
-        if b.send_finish:
+        if b.send_finish and b.raw_data is None:
             await _send_chunk(writer, chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}]))
         options = body.get("stream_options")
         if b.usage and isinstance(options, dict) and options.get("include_usage"):
@@ -403,11 +417,23 @@ async def _send_chunk(writer: asyncio.StreamWriter, data: bytes) -> None:
     await writer.drain()
 
 
-async def _send_json(writer: asyncio.StreamWriter, status: int, document: object) -> None:
-    data = json.dumps(document).encode()
+async def _send_json(
+    writer: asyncio.StreamWriter,
+    status: int,
+    document: object,
+    headers: dict[str, str] | None = None,
+) -> None:
+    await _send_raw(writer, status, json.dumps(document).encode(), headers)
+
+
+async def _send_raw(
+    writer: asyncio.StreamWriter, status: int, data: bytes, headers: dict[str, str] | None
+) -> None:
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     writer.write(
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"
         f"Content-Type: application/json\r\n"
+        f"{extra}"
         f"Content-Length: {len(data)}\r\n\r\n".encode()
         + data
     )

@@ -8,8 +8,12 @@ with its own prefix).
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import os
+import secrets
 import socket
+import threading
 from urllib.parse import urlsplit
 
 import pytest
@@ -47,9 +51,54 @@ def require_redis() -> str:
     return _require("Redis", REDIS_URL, 6379)
 
 
+_own_database: list[str] = []
+
+
+def _in_thread(coro_factory: object) -> None:
+    # Callers may be inside a running event loop: run the admin statement on a thread's own.
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(coro_factory())  # type: ignore[operator]
+        except BaseException as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(60)
+    if errors:
+        raise errors[0]
+
+
+def _admin(statement: str) -> None:
+    import asyncpg
+
+    async def execute() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    _in_thread(execute)
+
+
 def require_postgres() -> str:
-    """The test PostgreSQL URL; skips the test if PostgreSQL is down (fails it when CI=true)."""
-    return _require("PostgreSQL", POSTGRES_URL, 5432)
+    """A PostgreSQL database of this test run's own; skips the test if PostgreSQL is down
+    (fails it when CI=true).
+
+    Each run (a worktree, CI) gets a fresh database, dropped at exit, so runs at different
+    migration heads never meet in one database.
+    """
+    url = _require("PostgreSQL", POSTGRES_URL, 5432)
+    if not _own_database:
+        name = f"chatwatch_test_{os.getpid()}_{secrets.token_hex(4)}"
+        _admin(f'CREATE DATABASE "{name}"')
+        atexit.register(_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        base, _, _ = url.rpartition("/")
+        _own_database.append(f"{base}/{name}")
+    return _own_database[0]
 
 
 def unused_tcp_port() -> int:

@@ -1,4 +1,5 @@
-"""Fixtures for the metrics tests: a fake clock, a fresh registry and metrics listening on a bus."""
+"""Fixtures for the observability tests: a fake clock, a fresh registry, a real hub, and
+metrics, security and signals listening on one bus."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from prometheus_client import CollectorRegistry
 
 from chatwatch.clock import FakeClock
 from chatwatch.config import MetricsSettings
-from chatwatch.events import EventBus
+from chatwatch.events import EventBus, attach
 from chatwatch.observe.metrics.recorder import ChatMetrics
+from chatwatch.observe.security import SecurityMonitor
+from chatwatch.observe.signals import Signals
+from tests.observe.live import LiveChat
 
 
 @pytest.fixture
@@ -30,12 +34,32 @@ def bus() -> Iterator[EventBus]:
     """An event bus whose listener errors fail the test (the bus itself swallows them)."""
     errors: list[BaseException] = []
     yield EventBus(on_listener_error=lambda _event, exc: errors.append(exc))
-    assert not errors, f"a metrics listener raised: {errors!r}"
+    assert not errors, f"a listener raised: {errors!r}"
 
 
 @pytest.fixture
-def metrics(registry: CollectorRegistry, clock: FakeClock, bus: EventBus) -> ChatMetrics:
-    """ChatMetrics with a 300 s window, attached to ``bus``."""
-    m = ChatMetrics(registry, clock, MetricsSettings(window=300))
-    m.attach(bus)
+def live(bus: EventBus, clock: FakeClock) -> LiveChat:
+    """A real hub on the bus: the one owner of live connections, sessions and users."""
+    return LiveChat(bus, clock)
+
+
+@pytest.fixture
+def metrics(
+    registry: CollectorRegistry, clock: FakeClock, bus: EventBus, live: LiveChat
+) -> ChatMetrics:
+    """ChatMetrics with a 300 s window, reading live counts from the hub, attached to ``bus``."""
+    m = ChatMetrics(registry, clock, MetricsSettings(window=300), live=live.hub)
+    attach(bus, m)
     return m
+
+
+@pytest.fixture
+def security(bus: EventBus, clock: FakeClock) -> SecurityMonitor:
+    """A security monitor on the bus (60 s window)."""
+    return SecurityMonitor(bus, clock)
+
+
+@pytest.fixture
+def signals(metrics: ChatMetrics, security: SecurityMonitor) -> Signals:
+    """The signals over ``metrics`` and ``security``."""
+    return Signals(metrics, security)

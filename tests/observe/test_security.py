@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from chatwatch.clock import FakeClock
-from chatwatch.events import EventBus, FrameRejected, SecurityEvent
-from chatwatch.observe.security import SecurityMonitor
+from chatwatch.events import EventBus, FrameRejected, RejectionsSuppressed, SecurityEvent
+from chatwatch.observe.metrics import json_api as metrics_api
+from chatwatch.observe.security import IPActivity, SecurityMonitor
+from chatwatch.observe.signals import Signals
 from tests.observe import factory
 
 
@@ -49,14 +51,30 @@ def test_failures_leave_the_window_after_a_minute(bus: EventBus, clock: FakeCloc
     assert monitor.auth_failures_per_minute_by_ip() == {}
 
 
-def test_counts_by_type_since_start(bus: EventBus, clock: FakeClock) -> None:
-    """Every security event type is counted since start."""
-    monitor = SecurityMonitor(bus, clock)
+def test_counts_by_type_since_start_are_labelled_count_objects(
+    bus: EventBus, clock: FakeClock, signals: Signals, security: SecurityMonitor
+) -> None:
+    """Every security event type is counted since start, as a count object whose window the
+    summary states, beside the last minute's figures with that window's own length.
+
+    Tried: the old summary, whose ``by_type`` held bare cumulative integers next to
+    per-minute figures with nothing saying which covered what.
+    """
     bus.emit(auth_failed())
     bus.emit(SecurityEvent("rate_limited", "ip", "ua", "u", "slow down"))
     bus.emit(SecurityEvent("rate_limited", "ip", "ua", "u", "slow down"))
-    clock.advance(3600)
-    assert monitor.counts_by_type() == {"auth_failed": 1, "rate_limited": 2}
+    for _ in range(400):  # past both windows, with the runtime monitor's ticks
+        clock.advance(1)
+        signals.metrics.tick()
+    body = metrics_api.security(signals.read(), security.recent())
+    assert body["window_seconds"] == 300 and body["reset_at"].endswith("Z")
+    assert body["by_type"]["auth_failed"] == {"total": 1, "since_reset": 1, "per_second": 0.0}
+    assert body["by_type"]["rate_limited"]["total"] == 2
+    assert body["by_type"]["guest_login_flood"]["total"] == 0  # the vocabulary, pre-bound
+    recent = body["recent"]
+    assert recent["window_seconds"] == 60
+    assert recent["auth_failures"] == 0 and recent["auth_failures_per_minute"] == 0.0
+    assert recent["top_ips"] == []
 
 
 def test_tracked_ips_are_capped(bus: EventBus, clock: FakeClock) -> None:
@@ -124,6 +142,18 @@ def test_summary_lists_the_busiest_ips(bus: EventBus, clock: FakeClock) -> None:
     for _ in range(3):
         bus.emit(auth_failed("10.9.9.9"))
     bus.emit(SecurityEvent("too_many_connections", "10.8.8.8", "ua", None, "over 50"))
-    summary = monitor.summary()
-    assert summary["top_ips"][0] == {"client_ip": "10.9.9.9", "events": 3, "auth_failures": 3}
-    assert summary["by_type"] == {"auth_failed": 3, "too_many_connections": 1}
+    recent = monitor.recent()
+    assert recent.window_seconds == 60 and recent.auth_failures == 3
+    assert recent.top_ips == [IPActivity("10.9.9.9", 3, 3), IPActivity("10.8.8.8", 1, 0)]
+    assert recent.tracked_ips == 2
+
+
+def test_suppressed_bad_frames_count_towards_a_burst(bus: EventBus, clock: FakeClock) -> None:
+    """Frames a connection summarised instead of announcing still make a burst of that IP."""
+    SecurityMonitor(bus, clock, burst_threshold=10)
+    seen = collect(bus)
+    bus.emit(factory.opened("c1"))
+    bus.emit(bad_frame("c1"))
+    bus.emit(RejectionsSuppressed("c1", "u1", "127.0.0.1", 12, (("invalid_json", 12),), 10.0))
+    assert [e.type for e in seen] == ["malformed_frame"]
+    assert seen[0].client_ip == "127.0.0.1" and "13 malformed frames" in seen[0].detail

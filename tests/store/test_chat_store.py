@@ -388,5 +388,6 @@ async def test_as_json_of_user_and_assistant_messages(store: ChatStore) -> None:
             "usage": {"input_tokens": 3, "output_tokens": 4},
             "cost_usd": 0.5,
             "cached": False,
+            "latency_ms": None,
         },
     ) == (user.as_json(), bot.as_json())

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from chatwatch.api.audit import AuditAction, audit
 from chatwatch.api.deps import get_services
+from chatwatch.observe.metrics import json_api as metrics_api
 from chatwatch.services import Services
 
 __all__ = ["router"]
@@ -36,6 +38,7 @@ async def broadcast(
             status_code=400,
         )
     sent = await services.hub.broadcast({"type": "broadcast", "message": text})
+    audit(request, AuditAction.BROADCAST, recipients=sent, message_chars=len(text))
     return JSONResponse({"recipients": sent})
 
 
@@ -43,5 +46,6 @@ async def broadcast(
 async def security_summary(
     services: Annotated[Services, Depends(get_services)],
 ) -> dict[str, Any]:
-    """Security events by type and the client IPs behind most of them, over the window."""
-    return services.security.summary()
+    """Security events by type (count objects over the metrics window, like the metrics
+    categories) and, under ``recent``, the last minute's auth failures and busiest IPs."""
+    return metrics_api.security(services.signals.read(), services.security.recent())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from chatwatch.observe.logs.query import LogQueryError, parse_filters, parse_time
+from chatwatch.observe.logs.query import LogQueryError, parse_filters, time_param
 from chatwatch.observe.logs.store import LogStore
 
 __all__ = ["build_admin_logs_router"]
@@ -34,8 +34,8 @@ def build_admin_logs_router(logstore: LogStore) -> APIRouter:
         words, "phrases", prefix*, AND, OR, NOT or -word, parentheses), ``level`` (one or
         a comma list), ``component``, ``event`` (a name, or a family as ``security.*``),
         ``user_id``, ``session_id``, ``correlation_id``, ``since``/``until`` (RFC 3339,
-        epoch seconds, or a duration ago such as ``15m``), ``limit`` (1-1000, default 100),
-        ``cursor`` (from the previous page).
+        UTC without a zone, epoch seconds, or a duration ago such as ``15m``), ``limit``
+        (1-1000, default 100), ``cursor`` (from the previous page).
         """
         try:
             params = _single(request)
@@ -57,8 +57,8 @@ def build_admin_logs_router(logstore: LogStore) -> APIRouter:
                     "expected since, until"
                 )
             now = logstore.clock.time()
-            since = parse_time("since", params["since"], now) if "since" in params else None
-            until = parse_time("until", params["until"], now) if "until" in params else None
+            since = time_param("since", params["since"], now) if "since" in params else None
+            until = time_param("until", params["until"], now) if "until" in params else None
             if since is not None and until is not None and since >= until:
                 raise LogQueryError("since: must be before until")
             if since is not None and until is None and since >= now:

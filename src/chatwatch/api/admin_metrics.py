@@ -6,50 +6,24 @@ that answered, while ``/metrics`` sums every worker.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
-from chatwatch.config import parse_duration
+from chatwatch.api.audit import AuditAction, audit
 from chatwatch.observe.health import HealthChecker
 from chatwatch.observe.metrics import json_api as metrics_api
-from chatwatch.observe.metrics.history import MAX_LIMIT, MetricsHistory
+from chatwatch.observe.metrics.history import DEFAULT_LIMIT, MAX_LIMIT, MetricsHistory
 from chatwatch.observe.metrics.recorder import ChatMetrics
+from chatwatch.observe.signals import Signals
+from chatwatch.params import parse_int
+from chatwatch.timefmt import format_time, parse_time
 
-__all__ = ["build_admin_metrics_router", "parse_time"]
+__all__ = ["build_admin_metrics_router"]
 
 JSON = dict[str, Any]
 _SEVERITIES = ("low", "medium", "high", "critical")
-
-
-def parse_time(name: str, raw: str, now: float) -> float:
-    """A query time: RFC 3339, epoch seconds, or a duration meaning that long ago (``15m``)."""
-    text = raw.strip()
-    try:
-        value = float(text)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a non-negative finite number of epoch seconds")
-        return value
-    try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"{name}={raw!r} is not a time: use RFC 3339 (2025-01-31T12:00:00Z), "
-            "epoch seconds, or a duration ago such as 15m"
-        ) from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"{name}={raw!r} needs a time zone (e.g. a trailing Z)")
-    return parsed.timestamp()
 
 
 def _bad_request(detail: str) -> HTTPException:
@@ -61,6 +35,7 @@ def build_admin_metrics_router(
     history: MetricsHistory,
     health: HealthChecker,
     *,
+    signals: Signals,
     active_alerts: Callable[[], int] = lambda: 0,
     include_alerts: bool = True,
 ) -> APIRouter:
@@ -72,11 +47,11 @@ def build_admin_metrics_router(
     @router.get("/metrics")
     async def all_metrics() -> JSON:
         """Every category in one object."""
-        return metrics_api.all_categories(metrics.read(), metrics.model_labels)
+        return metrics_api.all_categories(signals.read())
 
     def add_category(name: str) -> None:
         async def one_category() -> JSON:
-            return metrics_api.category(name, metrics.read(), metrics.model_labels)
+            return metrics_api.category(name, signals.read())
 
         one_category.__doc__ = f"The {name} category."
         router.add_api_route(
@@ -92,38 +67,35 @@ def build_admin_metrics_router(
     ) -> JSON:
         """Stored snapshots, oldest first (without ``since``: the latest ``limit``)."""
         # Parameters arrive as strings and are checked here, so that a bad one is a 400
-        # naming it rather than FastAPI's generic 422.
+        # naming it rather than FastAPI's generic 422. Empty ones count as absent, as in
+        # the SPEC's own ``?since=&until=&limit=``.
         now = metrics.clock.time()
         try:
-            t0 = parse_time("since", since, now) if since is not None else None
-            t1 = parse_time("until", until, now) if until is not None else None
+            t0 = parse_time("since", since, now) if since else None
+            t1 = parse_time("until", until, now) if until else None
+            n = parse_int("limit", limit, 1, MAX_LIMIT) if limit else DEFAULT_LIMIT
         except ValueError as exc:
             raise _bad_request(str(exc)) from None
         if t0 is not None and t1 is not None and t0 > t1:
-            raise _bad_request("since must not be after until")
-        n = 1000
-        if limit is not None:
-            try:
-                n = int(limit.strip())
-            except ValueError:
-                raise _bad_request(f"limit={limit!r} is not an integer") from None
-            if not 1 <= n <= MAX_LIMIT:
-                raise _bad_request(f"limit must be between 1 and {MAX_LIMIT}")
+            raise _bad_request("since: must not be after until")
         items = await history.query(t0, t1, n)
         for item in items:
-            item["timestamp"] = metrics_api.iso_time(item["timestamp"])
+            item["timestamp"] = format_time(item["timestamp"])
         return {"items": items}
 
     @router.get("/metrics/summary")
     async def metrics_summary() -> JSON:
-        """Headline figures and health status."""
-        status = await health.status()
-        return metrics_api.summary(metrics.read(), status, active_alerts())
+        """Headline figures and health status, from one reading of the signals."""
+        reading = signals.read()
+        status = await health.status(reading)
+        return metrics_api.summary(reading, status, active_alerts())
 
     @router.post("/metrics/reset")
-    async def metrics_reset() -> JSON:
+    async def metrics_reset(request: Request) -> JSON:
         """Start a new window for the JSON figures (Prometheus counters stay monotonic)."""
-        return {"reset_at": metrics_api.iso_time(metrics.reset())}
+        reset_at = format_time(metrics.reset())
+        audit(request, AuditAction.METRICS_RESET, reset_at=reset_at)
+        return {"reset_at": reset_at}
 
     @router.get("/health")
     async def health_status() -> JSON:

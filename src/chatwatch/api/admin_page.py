@@ -1,7 +1,8 @@
 """``GET /admin``: one server-rendered page for the operator at 3 a.m.
 
 Health, the headline figures, who is misbehaving and the latest errors with their
-correlation ids, on one screen, without JavaScript. It needs admin credentials like
+correlation ids, on one screen, without JavaScript (its style is ``/static/admin.css``:
+the Content-Security-Policy allows no inline style). It needs admin credentials like
 every admin path (SPEC §3): a Bearer header, which curl, a proxy or a browser extension
 adds.
 """
@@ -16,20 +17,12 @@ from fastapi.responses import HTMLResponse
 
 from chatwatch.api.deps import get_services
 from chatwatch.observe.logs.query import LogFilters
-from chatwatch.observe.metrics.json_api import headline_of
+from chatwatch.observe.metrics.json_api import headline
 from chatwatch.services import Services
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["admin"])
-
-_STYLE = """
-body{font-family:system-ui,sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem}
-table{border-collapse:collapse;width:100%;margin-bottom:1.5rem}
-td,th{border-bottom:1px solid #8884;padding:.3rem .5rem;text-align:left;font-size:.9rem}
-.healthy{color:#1a7f37}.degraded{color:#b08800}.unhealthy{color:#cf222e}
-code{font-size:.85rem}
-"""
 
 
 def _row(*cells: Any) -> str:
@@ -37,16 +30,20 @@ def _row(*cells: Any) -> str:
 
 
 @router.get("/admin", response_class=HTMLResponse)
+# ``/admin/`` answers too rather than being redirected: Starlette's trailing-slash redirect
+# builds an absolute URL from the Host header, an open redirect for a forged Host.
+@router.get("/admin/", response_class=HTMLResponse, include_in_schema=False)
 async def admin_page(services: Annotated[Services, Depends(get_services)]) -> HTMLResponse:
     """The operator's page: health, headline figures, security, recent errors."""
-    health = await services.health.check()
-    figures = headline_of(services.metrics)
-    security = services.security.summary(top=5)
+    reading = services.signals.read()
+    health = await services.health.check(reading)
+    figures = headline(reading, active_alerts=0)
+    security = services.security.recent(top=5)
     errors = await services.logstore.search(LogFilters(levels=("error", "critical")), limit=10)
     status = escape(str(health["status"]))
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>chatwatch admin</title>"
-        f"<style>{_STYLE}</style></head><body>",
+        "<!doctype html><html><head><meta charset='utf-8'><title>chatwatch admin</title>"
+        "<link rel='stylesheet' href='/static/admin.css'></head><body>",
         f"<h1>chatwatch — <span class='{status}'>{status}</span></h1>",
         "<h2>Health</h2><table><tr><th>check</th><th>status</th><th>detail</th></tr>",
         *(
@@ -55,9 +52,9 @@ async def admin_page(services: Annotated[Services, Depends(get_services)]) -> HT
         ),
         "</table><h2>Now</h2><table>",
         *(_row(key, "—" if value is None else value) for key, value in figures.items()),
-        "</table><h2>Security (last window)</h2><table>"
+        f"</table><h2>Security (last {security.window_seconds:g} s)</h2><table>"
         "<tr><th>client IP</th><th>events</th><th>auth failures</th></tr>",
-        *(_row(ip["client_ip"], ip["events"], ip["auth_failures"]) for ip in security["top_ips"]),
+        *(_row(ip.client_ip, ip.events, ip.auth_failures) for ip in security.top_ips),
         "</table><h2>Latest errors</h2><table>"
         "<tr><th>time</th><th>event</th><th>correlation id</th><th>detail</th></tr>",
         *(

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 
 from chatwatch.api.deps import get_services, report_request_incident, require_user
 from chatwatch.auth import Principal
+from chatwatch.chat.sessions import ChatRefusal
 from chatwatch.events import FeatureUsed
+from chatwatch.params import MAX_INT64, parse_int
 from chatwatch.services import Services
+from chatwatch.store.chat_store import StoredMessage
+from chatwatch.timefmt import format_time
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["chat"])
+
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 200
 
 
 @router.get("/api/v1/chat/sessions/{session_id}/messages")
@@ -22,29 +29,39 @@ async def session_messages(
     request: Request,
     services: Annotated[Services, Depends(get_services)],
     principal: Annotated[Principal, Depends(require_user)],
-    after: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    after: str = "",
+    limit: str = "",
 ) -> dict[str, Any]:
-    """Messages of a session, oldest first; 403 for anyone but its owner or an admin."""
-    if len(session_id) > 64:
-        raise HTTPException(status_code=404, detail="no such session")
-    session = await services.store.get_session(session_id)
-    if session is None:
-        raise HTTPException(status_code=404, detail="no such session")
-    if session.user_id != principal.user_id and not principal.is_admin:
-        report_request_incident(
-            request,
-            "forbidden_session",
-            "session of another user",
-            "authorization",
-            principal.user_id,
-        )
-        raise HTTPException(status_code=403, detail="this session belongs to another user")
-    items = await services.store.list_messages(session_id, after=after, limit=limit)
+    """Messages of a session, oldest first; 403 for anyone but its owner or an admin.
+
+    ``after`` (a ``seq``, default 0) and ``limit`` (1-1000, default 200) are checked by
+    hand: a bad one is a 400 naming it, and no number past a BIGINT reaches the database.
+    """
+    try:
+        after_seq = parse_int("after", after, 0, MAX_INT64) if after else 0
+        count = parse_int("limit", limit, 1, MAX_LIMIT) if limit else DEFAULT_LIMIT
+    except ValueError as err:
+        raise HTTPException(status_code=400, detail=str(err)) from None
+    try:
+        session = await services.sessions.readable(principal, session_id)
+    except ChatRefusal as err:
+        if err.incident is not None:
+            report_request_incident(
+                request, err.incident, err.message, err.error_type, principal.user_id
+            )
+        raise HTTPException(status_code=err.status, detail=err.message) from None
+    items = await services.store.list_messages(session_id, after=after_seq, limit=count)
     services.bus.emit(FeatureUsed(feature="history"))
     return {
         "session_id": session_id,
         "user_id": session.user_id,
-        "items": [m.as_json() for m in items],
-        "next_after": items[-1].seq if len(items) == limit else None,
+        "items": [_item(m) for m in items],
+        "next_after": items[-1].seq if len(items) == count else None,
     }
+
+
+def _item(message: StoredMessage) -> dict[str, Any]:
+    """A history item: the stored message with its time in the API's RFC 3339 form."""
+    item = message.as_json()
+    item["created_at"] = format_time(message.created_at)
+    return item

@@ -64,11 +64,16 @@ def require_user(request: Request) -> Principal:
 
 
 def require_admin(request: Request) -> Principal:
-    """An admin: the admin token or an admin-role JWT (401 without credentials, 403 for users)."""
+    """An admin: the admin token or an admin-role JWT (401 without credentials, 403 for users).
+
+    The admin is also left in ``request.state.principal``, where ``api.audit`` finds who
+    acted (routers are mounted with this as a dependency and do not receive its value).
+    """
     principal = _authenticate(request)
     if not principal.is_admin:
         report_request_incident(
             request, "admin_denied", "admin role required", "authorization", principal.user_id
         )
         raise HTTPException(status_code=403, detail="admin role required")
+    request.state.principal = principal
     return principal

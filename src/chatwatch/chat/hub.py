@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
+from chatwatch.chat.providers.base import ChatTurn
 from chatwatch.clock import Clock
 from chatwatch.events import BroadcastSent, EventBus, SessionEnded, SessionStarted
 
@@ -27,13 +28,21 @@ class Reservation:
 
 @dataclass(slots=True)
 class SessionLive:
-    """A session with at least one open connection."""
+    """A session with at least one open connection (tabs share it).
+
+    ``context`` is what the AI remembers of the conversation, shared by every socket of
+    the session so a second tab continues the same conversation; ``pending`` holds the
+    messages being answered right now, by client id, so a retry of one waits for the first
+    attempt's answer instead of asking the AI twice.
+    """
 
     session_id: str
     user_id: str
     started: float
+    context: deque[ChatTurn]
     connections: int = 0
     messages: int = 0
+    pending: dict[str, asyncio.Future[None]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -94,19 +103,33 @@ class Hub:
         if self._reserved[ip] <= 0:
             del self._reserved[ip]
 
-    def register(self, entry: HubEntry, reservation: Reservation, resumed: bool) -> None:
-        """Turn a reservation into an open connection."""
+    def register(
+        self,
+        entry: HubEntry,
+        reservation: Reservation,
+        *,
+        resumed: bool,
+        history: Iterable[ChatTurn] = (),
+        max_context: int = 20,
+    ) -> SessionLive:
+        """Turn a reservation into an open connection; returns its (maybe shared) session."""
         self.release(reservation)
         self._entries[entry.connection_id] = entry
         self._per_ip[entry.client_ip] += 1
         live = self._sessions.get(entry.session_id)
         if live is None:
-            live = SessionLive(entry.session_id, entry.user_id, self._clock.monotonic())
+            live = SessionLive(
+                entry.session_id,
+                entry.user_id,
+                self._clock.monotonic(),
+                deque(history, maxlen=max_context),
+            )
             self._sessions[entry.session_id] = live
             self._bus.emit(
                 SessionStarted(session_id=entry.session_id, user_id=entry.user_id, resumed=resumed)
             )
         live.connections += 1
+        return live
 
     def count_message(self, session_id: str) -> None:
         """One more user message on a live session."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
 from chatwatch.correlation import valid_correlation_id
+from chatwatch.vocabulary import ErrorCode, QuickActionName
 
 __all__ = [
     "QUICK_ACTIONS",
@@ -21,25 +22,16 @@ __all__ = [
     "parse_frame",
 ]
 
-QUICK_ACTIONS = ("pricing", "services", "book_consultation", "talk_to_human", "contact")
+QUICK_ACTIONS: tuple[str, ...] = tuple(QuickActionName)
 MAX_ID_CHARS = 64
-
-ErrorCode = Literal[
-    "invalid_json",
-    "invalid_frame",
-    "message_too_large",
-    "rate_limited",
-    "ai_unavailable",
-    "internal",
-]
 
 
 class ProtocolError(Exception):
     """A client frame that cannot be accepted; becomes an ``error`` frame."""
 
-    def __init__(self, code: ErrorCode, message: str, reply_to: str | None = None) -> None:
+    def __init__(self, code: str, message: str, reply_to: str | None = None) -> None:
         super().__init__(message)
-        self.code: ErrorCode = code
+        self.code = ErrorCode(code)
         self.message = message
         self.reply_to = reply_to
 
@@ -85,7 +77,7 @@ def parse_frame(raw: str | bytes, max_message_bytes: int) -> ClientFrame:
         raise ProtocolError("invalid_frame", "a frame must be a JSON object")
     kind = data.get("type")
     raw_id = data.get("id")
-    reply_to = raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_ID_CHARS else None
+    reply_to = raw_id if _usable_id(raw_id) else None
     if kind == "ping":
         return Ping()
     if kind not in ("message", "quick_action"):
@@ -99,6 +91,9 @@ def parse_frame(raw: str | bytes, max_message_bytes: int) -> ClientFrame:
         raise ProtocolError("invalid_frame", "field 'id' must be a non-empty string")
     if len(raw_id) > MAX_ID_CHARS:
         raise ProtocolError("invalid_frame", f"field 'id' is longer than {MAX_ID_CHARS} chars")
+    if not raw_id.isprintable():
+        # Control characters or lone surrogates ("\\ud800") cannot be stored or echoed back.
+        raise ProtocolError("invalid_frame", "field 'id' must be printable text")
     # Like X-Correlation-ID on HTTP (SPEC §5): the client's when valid, else a new one.
     raw_corr = data.get("correlation_id")
     corr = raw_corr if valid_correlation_id(raw_corr) else None
@@ -145,9 +140,18 @@ def _loads_with_surrogates(raw: str) -> Any:
         raise ProtocolError("invalid_json", f"frame is not valid JSON: {err}") from None
 
 
+def _usable_id(raw: object) -> bool:
+    """An id that can be echoed back as ``reply_to``."""
+    return isinstance(raw, str) and 0 < len(raw) <= MAX_ID_CHARS and raw.isprintable()
+
+
 def encode(frame: dict[str, Any]) -> str:
     """Serialise a server frame."""
-    return orjson.dumps(frame).decode()
+    try:
+        return orjson.dumps(frame).decode()
+    except TypeError:
+        # A lone surrogate in some text: JSON can carry it escaped, which orjson refuses.
+        return json.dumps(frame, ensure_ascii=True, separators=(",", ":"))
 
 
 def error_frame(

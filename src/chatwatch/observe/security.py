@@ -1,19 +1,22 @@
 """Security monitoring: who is failing to log in, and who sends bursts of bad frames.
 
 Listens to ``SecurityEvent`` (auth failures, admin access denied, rate-limit hits, too
-many sockets — emitted by the chat and API code) and ``FrameRejected``. A burst of
-oversized or malformed frames from one connection or one IP becomes one
-``SecurityEvent`` (``oversized_frame`` / ``malformed_frame``) per window, so metrics,
-logs and alerts see the burst rather than every frame.
+many sockets — emitted by the chat and API code), ``FrameRejected`` and
+``RejectionsSuppressed``. A burst of oversized or malformed frames from one connection or
+one IP becomes one ``SecurityEvent`` (``oversized_frame`` / ``malformed_frame``) per window,
+so metrics, logs and alerts see the burst rather than every frame.
 
 Counting is in one-second buckets over a sliding window, so memory per IP is bounded by
 the window length, and the number of IPs tracked is capped (least recently seen first out).
+Totals by type since start are not kept here: they are the metrics' (one home per figure).
+The only per-connection state is where each connection comes from (its IP and user agent),
+because a rejected frame's event does not say it.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from typing import Any
+from dataclasses import dataclass
 
 from chatwatch.clock import Clock
 from chatwatch.events import (
@@ -21,18 +24,40 @@ from chatwatch.events import (
     ConnectionOpened,
     EventBus,
     FrameRejected,
+    RejectionsSuppressed,
     SecurityEvent,
+    attach,
+    handles,
 )
+from chatwatch.vocabulary import ErrorCode, SecurityEventType
 
-__all__ = ["AUTH_FAILURE_TYPES", "SecurityMonitor"]
+__all__ = ["AUTH_FAILURE_TYPES", "IPActivity", "RecentSecurity", "SecurityMonitor"]
 
-AUTH_FAILURE_TYPES = frozenset({"auth_failed"})
-_FRAME_KINDS = {
-    "message_too_large": "oversized_frame",
-    "invalid_json": "malformed_frame",
-    "invalid_frame": "malformed_frame",
+AUTH_FAILURE_TYPES = frozenset({SecurityEventType.AUTH_FAILED})
+_FRAME_KINDS: dict[str, str] = {
+    ErrorCode.MESSAGE_TOO_LARGE: SecurityEventType.OVERSIZED_FRAME,
+    ErrorCode.INVALID_JSON: SecurityEventType.MALFORMED_FRAME,
+    ErrorCode.INVALID_FRAME: SecurityEventType.MALFORMED_FRAME,
 }
-_MAX_TYPES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class IPActivity:
+    """One client IP's security events and auth failures within the window."""
+
+    client_ip: str
+    events: int
+    auth_failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecentSecurity:
+    """The sliding window's figures: every count here covers ``window_seconds``."""
+
+    window_seconds: float
+    auth_failures: int
+    top_ips: list[IPActivity]
+    tracked_ips: int
 
 
 class _Window:
@@ -70,7 +95,7 @@ class _Keyed:
         self._cap = cap
         self._windows: OrderedDict[str, _Window] = OrderedDict()
 
-    def add(self, key: str, now: float) -> int:
+    def add(self, key: str, now: float, n: int = 1) -> int:
         window = self._windows.get(key)
         if window is None:
             window = self._windows[key] = _Window(self._span)
@@ -78,7 +103,7 @@ class _Keyed:
                 self._windows.popitem(last=False)
         else:
             self._windows.move_to_end(key)
-        window.add(now)
+        window.add(now, n)
         return window.total(now)
 
     def totals(self, now: float) -> dict[str, int]:
@@ -99,7 +124,7 @@ class _Keyed:
 
 
 class SecurityMonitor:
-    """Counts security events per type and IP, and turns frame bursts into events."""
+    """Counts security events per IP over a window, and turns frame bursts into events."""
 
     def __init__(
         self,
@@ -116,7 +141,6 @@ class SecurityMonitor:
         self.window = window
         self.burst_threshold = burst_threshold
         self.max_ips = max_ips
-        self._by_type: dict[str, int] = {}
         self._auth = _Window(window)
         self._auth_by_ip = _Keyed(window, max_ips)
         self._events_by_ip = _Keyed(window, max_ips)
@@ -124,44 +148,56 @@ class SecurityMonitor:
         self._burst_until: OrderedDict[str, float] = OrderedDict()
         self._connections: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._max_connections = max_connections
-        bus.subscribe(SecurityEvent, self.on_security_event)
-        bus.subscribe(FrameRejected, self.on_frame_rejected)
-        bus.subscribe(ConnectionOpened, self.on_connection_opened)
-        bus.subscribe(ConnectionClosed, self.on_connection_closed)
+        attach(bus, self)
 
     # --- listeners -----------------------------------------------------------------------
 
+    @handles(SecurityEvent)
     def on_security_event(self, e: SecurityEvent) -> None:
-        """Count one security event."""
+        """Count one security event in the window, by IP (and auth failures apart)."""
         now = self.clock.time()
-        if e.type in self._by_type or len(self._by_type) < _MAX_TYPES:
-            self._by_type[e.type] = self._by_type.get(e.type, 0) + 1
         self._events_by_ip.add(e.client_ip, now)
         if e.type in AUTH_FAILURE_TYPES:
             self._auth.add(now)
             self._auth_by_ip.add(e.client_ip, now)
 
+    @handles(ConnectionOpened)
     def on_connection_opened(self, e: ConnectionOpened) -> None:
         """Remember where a connection comes from, for the frames it will send."""
         self._connections[e.connection_id] = (e.client_ip, e.user_agent)
         if len(self._connections) > self._max_connections:
             self._connections.popitem(last=False)
 
+    @handles(ConnectionClosed)
     def on_connection_closed(self, e: ConnectionClosed) -> None:
         """Forget a closed connection."""
         self._connections.pop(e.connection_id, None)
         for kind in set(_FRAME_KINDS.values()):
             self._frames.forget(f"conn:{e.connection_id}:{kind}")
 
+    @handles(FrameRejected)
     def on_frame_rejected(self, e: FrameRejected) -> None:
         """Count a bad frame; a burst from one connection or IP becomes a SecurityEvent."""
-        kind = _FRAME_KINDS.get(e.code)
+        ip, agent = self._connections.get(e.connection_id, ("unknown", ""))
+        self._bad_frames(e.connection_id, e.user_id, ip, agent, e.code, 1)
+
+    @handles(RejectionsSuppressed)
+    def on_rejections_suppressed(self, e: RejectionsSuppressed) -> None:
+        """Bad frames counted in a summary count towards bursts like the others."""
+        _, agent = self._connections.get(e.connection_id, ("", ""))
+        for code, count in e.by_code:
+            if count > 0:
+                self._bad_frames(e.connection_id, e.user_id, e.client_ip, agent, code, count)
+
+    def _bad_frames(
+        self, connection_id: str, user_id: str, ip: str, agent: str, code: str, n: int
+    ) -> None:
+        kind = _FRAME_KINDS.get(code)
         if kind is None:
             return
         now = self.clock.time()
-        ip, agent = self._connections.get(e.connection_id, ("unknown", ""))
-        keys = (f"conn:{e.connection_id}:{kind}", f"ip:{ip}:{kind}")
-        counts = [self._frames.add(key, now) for key in keys]
+        keys = (f"conn:{connection_id}:{kind}", f"ip:{ip}:{kind}")
+        counts = [self._frames.add(key, now, n) for key in keys]
         crossed = [
             (count, key)
             for count, key in zip(counts, keys, strict=True)
@@ -176,13 +212,13 @@ class SecurityMonitor:
         while len(self._burst_until) > self.max_ips:
             self._burst_until.popitem(last=False)
         count, key = crossed[0]
-        where = f"connection {e.connection_id}" if key.startswith("conn:") else f"address {ip}"
+        where = f"connection {connection_id}" if key.startswith("conn:") else f"address {ip}"
         self.bus.emit(
             SecurityEvent(
                 type=kind,
                 client_ip=ip,
                 user_agent=agent,
-                user_id=e.user_id or None,
+                user_id=user_id or None,
                 detail=f"{count} {kind.replace('_', ' ')}s within {self.window:g}s from {where}",
             )
         )
@@ -198,23 +234,15 @@ class SecurityMonitor:
         scale = 60.0 / self.window
         return {ip: n * scale for ip, n in self._auth_by_ip.totals(self.clock.time()).items()}
 
-    def counts_by_type(self) -> dict[str, int]:
-        """Security events since start, by type."""
-        return dict(self._by_type)
-
-    def summary(self, top: int = 10) -> dict[str, Any]:
-        """Totals by type and the IPs with the most events in the window."""
+    def recent(self, top: int = 10) -> RecentSecurity:
+        """The window's auth failures and the IPs with the most events in it."""
         now = self.clock.time()
         events = self._events_by_ip.totals(now)
         auth = self._auth_by_ip.totals(now)
         busiest = sorted(events.items(), key=lambda kv: -kv[1])[:top]
-        return {
-            "window_seconds": self.window,
-            "by_type": self.counts_by_type(),
-            "auth_failures_per_minute": self.auth_failures_per_minute(),
-            "top_ips": [
-                {"client_ip": ip, "events": n, "auth_failures": auth.get(ip, 0)}
-                for ip, n in busiest
-            ],
-            "tracked_ips": len(self._events_by_ip),
-        }
+        return RecentSecurity(
+            window_seconds=self.window,
+            auth_failures=self._auth.total(now),
+            top_ips=[IPActivity(ip, n, auth.get(ip, 0)) for ip, n in busiest],
+            tracked_ips=len(self._events_by_ip),
+        )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import weakref
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["Database"]
+__all__ = ["Database", "sqlite_path"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _LOCK_KEY = 0x63686174  # "chat": the advisory lock every replica's migration takes
@@ -38,9 +40,14 @@ class Database:
 
     @staticmethod
     def _ensure_sqlite_dir(url: str) -> None:
-        path = url.split(":///", 1)[1] if ":///" in url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if path is None:
+            return
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # SQLite creates the database 0644 and gives its -wal and -shm the database's mode:
+        # created here first as 0600, all three are private whatever the process umask.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
     async def migrate(self) -> None:
         """Apply every Alembic migration not yet applied."""
@@ -66,6 +73,15 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite+aiosqlite:///`` URL (None for PostgreSQL or an in-memory one)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    path = path.split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

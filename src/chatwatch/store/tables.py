@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 __all__ = ["messages", "metadata", "metrics_history", "sessions", "users"]
@@ -44,7 +45,7 @@ messages = Table(
         "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
     Column("session_id", String(64), ForeignKey("sessions.id"), nullable=False),
-    Column("role", String(16), nullable=False),  # user | assistant | system
+    Column("role", String(16), nullable=False),  # user | assistant | error | system
     Column("client_id", String(64), nullable=True),  # the client's message id
     Column("correlation_id", String(64), nullable=False),
     Column("content", Text, nullable=False),
@@ -54,7 +55,20 @@ messages = Table(
     Column("cost_usd", Float, nullable=True),
     Column("cached", Integer, nullable=True),
     Column("created_at", Float, nullable=False),
+    Column("reply_to", String(64), nullable=True),  # answers: the client id they answer
+    Column("error_code", String(32), nullable=True),  # role "error": the frame's code
+    Column("latency_ms", Float, nullable=True),  # assistant: message in → reply out
+    Column("meta", Text, nullable=True),  # assistant: the frame's extra fields as JSON
     Index("ix_messages_session_seq", "session_id", "seq"),
+    # A client id names one message per session: a repeat is a retry (SPEC §4).
+    Index(
+        "ux_messages_session_client",
+        "session_id",
+        "client_id",
+        unique=True,
+        sqlite_where=text("role = 'user'"),
+        postgresql_where=text("role = 'user'"),
+    ),
 )
 
 metrics_history = Table(

@@ -10,7 +10,11 @@ import pytest
 
 from chatwatch.config import LoggingSettings
 from chatwatch.events import (
+    AIBudgetChanged,
+    AICircuitChanged,
+    AIFallbackUsed,
     AIRequestFailed,
+    AIRequestRetried,
     AIRequestStarted,
     AIUnpriced,
     ConnectionFailed,
@@ -18,9 +22,13 @@ from chatwatch.events import (
     EventBus,
     FrameRejected,
     MessageReceived,
+    MessageReplayed,
     MessageSent,
+    RejectionsSuppressed,
+    ReplyCancelled,
     ResponseCompleted,
     SecurityEvent,
+    attach,
 )
 from chatwatch.observe.context import bind_message
 from chatwatch.observe.logs.records import EventLogger
@@ -32,7 +40,7 @@ from tests.observe.logcapture import Captured, capture_logging
 def cap(bus: EventBus) -> Iterator[Captured]:
     """Logging captured at DEBUG, an EventLogger attached to the test's bus."""
     with capture_logging(level="DEBUG") as captured:
-        EventLogger(LoggingSettings(slow_response_seconds=2.0)).attach(bus)
+        attach(bus, EventLogger(LoggingSettings(slow_response_seconds=2.0)))
         yield captured
 
 
@@ -211,3 +219,117 @@ def test_event_correlation_id_wins_over_context(bus: EventBus, cap: Captured) ->
     first, second = cap.events("message.sent")
     assert first["correlation_id"] == "event-id"
     assert second["correlation_id"] == "context-id"
+
+
+# --- the events added for cancellation, replays, suppression and AI resilience --------------
+
+
+def test_client_closed_connection_is_info(bus: EventBus, cap: Captured) -> None:
+    """A visitor closing the socket is the normal end of a chat: connection.closed at info."""
+    bus.emit(factory.closed(reason="client_closed"))
+    assert only(cap, "connection.closed")["level"] == "info"
+
+
+def test_reply_cancelled_is_info_not_an_error(bus: EventBus, cap: Captured) -> None:
+    """message.cancelled is info with the reason and whether the reply was still stored."""
+    bus.emit(ReplyCancelled("c1", "s1", "corr-c", "client_closed", stored=True))
+    record = only(cap, "message.cancelled")
+    assert (record["level"], record["reason"], record["stored"]) == ("info", "client_closed", True)
+    assert record["correlation_id"] == "corr-c"
+    assert not [r for r in cap.lines() if r["level"] in ("error", "critical")]
+
+
+def test_cancelled_ai_call_is_info_and_refusals_warnings(bus: EventBus, cap: Captured) -> None:
+    """ai.request.failed: cancelled is info, circuit_open/budget_exceeded warnings, else error.
+
+    Tried: outcome=cancelled, which used to be logged as an error.
+    """
+    for outcome in ("cancelled", "circuit_open", "budget_exceeded", "invalid_reply"):
+        bus.emit(AIRequestFailed("openai", "m", "corr", outcome, "X", "detail", 0.1))
+    levels = {r["outcome"]: r["level"] for r in cap.events("ai.request.failed")}
+    assert levels == {
+        "cancelled": "info",
+        "circuit_open": "warning",
+        "budget_exceeded": "warning",
+        "invalid_reply": "error",
+    }
+
+
+def test_quiet_error_frames_are_not_logged_one_by_one(bus: EventBus, cap: Captured) -> None:
+    """An error frame answering a rejection that is only counted (``quiet``) gets no record.
+
+    Tried: 50 quiet error frames, as a bad-frame flood past the connection's limit sends.
+    """
+    for _ in range(50):
+        bus.emit(MessageSent("error", "c1", "corr", quiet=True))
+    bus.emit(MessageSent("error", "c1", "corr"))
+    assert len(cap.events("message.sent")) == 1
+
+
+def test_message_replayed_is_info(bus: EventBus, cap: Captured) -> None:
+    """message.replayed is info with the connection and session."""
+    bus.emit(MessageReplayed("c1", "s1", "corr-r"))
+    record = only(cap, "message.replayed")
+    assert (record["level"], record["session_id"], record["correlation_id"]) == (
+        "info",
+        "s1",
+        "corr-r",
+    )
+
+
+def test_suppressed_rejections_are_one_warning_with_counts(bus: EventBus, cap: Captured) -> None:
+    """message.rejected.suppressed is one warning per summary, with the counts by code."""
+    by_code = (("invalid_json", 40), ("rate_limited", 2))
+    bus.emit(RejectionsSuppressed("c1", "u1", "10.0.0.7", 42, by_code, 10.0))
+    record = only(cap, "message.rejected.suppressed")
+    assert record["level"] == "warning"
+    assert (record["count"], record["by_code"], record["client_ip"]) == (
+        42,
+        {"invalid_json": 40, "rate_limited": 2},
+        "10.0.0.7",
+    )
+    assert record["interval_ms"] == 10000.0
+
+
+def test_ai_retry_and_fallback_are_warnings(bus: EventBus, cap: Captured) -> None:
+    """ai.request.retried and ai.fallback.used are warnings with the reason."""
+    bus.emit(AIRequestRetried("openai", "m", "corr", 2, "http 503", 0.25))
+    bus.emit(AIFallbackUsed("openai", "builtin", "corr", "timeout"))
+    retried = only(cap, "ai.request.retried")
+    fallback = only(cap, "ai.fallback.used")
+    assert (retried["level"], retried["attempt"], retried["delay_ms"]) == ("warning", 2, 250.0)
+    assert (fallback["level"], fallback["reason"], fallback["fallback_model"]) == (
+        "warning",
+        "timeout",
+        "builtin",
+    )
+
+
+def test_circuit_open_is_an_error_half_open_warning_closed_info(
+    bus: EventBus, cap: Captured
+) -> None:
+    """ai.circuit.changed is logged at error when it opens, then warning, then info."""
+    bus.emit(AICircuitChanged("openai", "open", "closed", 5, 30.0))
+    bus.emit(AICircuitChanged("openai", "half_open", "open", 5, 0.0))
+    bus.emit(AICircuitChanged("openai", "closed", "half_open", 0, 0.0))
+    records = cap.events("ai.circuit.changed")
+    assert [(r["state"], r["level"]) for r in records] == [
+        ("open", "error"),
+        ("half_open", "warning"),
+        ("closed", "info"),
+    ]
+    assert records[0]["open_for_ms"] == 30000.0 and records[0]["consecutive_failures"] == 5
+
+
+def test_budget_levels(bus: EventBus, cap: Captured) -> None:
+    """ai.budget.changed: warning at 80%, error when exhausted, info on a new day."""
+    bus.emit(AIBudgetChanged("warning", 8.0, 10.0, "2027-01-15"))
+    bus.emit(AIBudgetChanged("exhausted", 10.0, 10.0, "2027-01-15"))
+    bus.emit(AIBudgetChanged("reset", 0.0, 10.0, "2027-01-16"))
+    records = cap.events("ai.budget.changed")
+    assert [(r["state"], r["level"]) for r in records] == [
+        ("warning", "warning"),
+        ("exhausted", "error"),
+        ("reset", "info"),
+    ]
+    assert records[1]["spent_usd"] == 10.0 and records[1]["day"] == "2027-01-15"

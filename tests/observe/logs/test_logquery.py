@@ -19,7 +19,7 @@ from chatwatch.observe.logs.query import (
     encode_cursor,
     parse_filters,
     parse_text_query,
-    parse_time,
+    time_param,
     to_fts5,
     to_tsquery,
 )
@@ -115,14 +115,14 @@ def test_every_parsed_query_is_valid_fts5(text: str) -> None:
 )
 def test_times_in_every_accepted_form(text: str, expected: float) -> None:
     """Epoch seconds, RFC 3339 (UTC when no zone) and durations ago are accepted."""
-    assert parse_time("since", text, NOW) == expected
+    assert time_param("since", text, NOW) == expected
 
 
 @pytest.mark.parametrize("text", ["tomorrow", "-5", "1e30", "nan", "15x", "2027-13-01"])
 def test_bad_times_are_query_errors(text: str) -> None:
     """Anything else is a LogQueryError naming the parameter."""
     with pytest.raises(LogQueryError, match="since"):
-        parse_time("since", text, NOW)
+        time_param("since", text, NOW)
 
 
 def test_cursor_round_trip_and_tampering() -> None:

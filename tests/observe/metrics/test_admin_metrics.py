@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from chatwatch.api.admin_metrics import build_admin_metrics_router, parse_time
+from chatwatch.api.admin_metrics import build_admin_metrics_router
 from chatwatch.clock import FakeClock
-from chatwatch.events import EventBus
+from chatwatch.events import ErrorOccurred, EventBus
 from chatwatch.observe.health import HealthChecker
 from chatwatch.observe.metrics.history import MetricsHistory
-from chatwatch.observe.metrics.json_api import CATEGORIES, headline_of
+from chatwatch.observe.metrics.json_api import CATEGORIES, history_item
 from chatwatch.observe.metrics.recorder import ChatMetrics
+from chatwatch.observe.signals import IntervalCounter, Signals
 from chatwatch.store.db import Database
 from tests.observe import factory as f
 
@@ -24,19 +26,26 @@ PREFIX = "/api/v1/admin/chat"
 
 @pytest.fixture
 async def api(
-    tmp_path: Path, metrics: ChatMetrics, clock: FakeClock
+    tmp_path: Path, metrics: ChatMetrics, signals: Signals, clock: FakeClock
 ) -> AsyncIterator[tuple[httpx.AsyncClient, MetricsHistory]]:
     """An HTTP client for an app with only the admin metrics router, on a SQLite store."""
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'admin.db'}")
     await db.migrate()
-    history = MetricsHistory(db, clock, lambda: headline_of(metrics), interval=60, retention=86400)
+    counter = IntervalCounter(metrics)
+
+    def snapshot() -> dict[str, Any]:
+        reading = signals.read()
+        return history_item(reading, counter.take(reading.metrics.totals))
+
+    history = MetricsHistory(db, clock, snapshot, interval=60, retention=86400)
 
     async def ping() -> bool:
         return True
 
-    health = HealthChecker(ping, metrics, memory_percent=lambda: 40.0)
+    health = HealthChecker(ping, signals, memory_percent=lambda: 40.0)
     app = FastAPI()
-    app.include_router(build_admin_metrics_router(metrics, history, health), prefix=PREFIX)
+    router = build_admin_metrics_router(metrics, history, health, signals=signals)
+    app.include_router(router, prefix=PREFIX)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client, history
@@ -91,6 +100,50 @@ async def test_summary_has_status_and_headline(api: tuple[httpx.AsyncClient, Met
         assert key in body
 
 
+async def test_summary_and_health_judge_the_service_error_rate(
+    api: tuple[httpx.AsyncClient, MetricsHistory], bus: EventBus
+):
+    """summary and health say unhealthy when a third of the handled messages failed.
+
+    Tried: 20 answered and 10 ai_unavailable messages (both used to say healthy).
+    """
+    client, _ = api
+    for n in range(30):
+        bus.emit(f.received())
+        if n % 3 == 0:
+            bus.emit(ErrorOccurred("ai_provider", "ai_unavailable", "upstream 500", "corr"))
+        bus.emit(f.processed(ok=n % 3 != 0))
+    summary = (await client.get(PREFIX + "/metrics/summary")).json()
+    assert summary["status"] == "unhealthy"
+    assert summary["error_rate"] == pytest.approx(1 / 3, abs=1e-6)
+    health = (await client.get(PREFIX + "/health")).json()
+    assert health["status"] == "unhealthy"
+    assert health["checks"]["error_rate"]["failures"] == 10
+
+
+async def test_history_items_carry_interval_counts(
+    api: tuple[httpx.AsyncClient, MetricsHistory], bus: EventBus, clock: FakeClock
+):
+    """Each snapshot stores the interval's handled messages and service failures (summable)."""
+    client, history = api
+    for ok in (True, False, True):
+        bus.emit(f.received())
+        if not ok:
+            bus.emit(ErrorOccurred("system", "internal", "store down", "corr"))
+        bus.emit(f.processed(ok=ok))
+    clock.advance(60)
+    await history.record()
+    bus.emit(f.received())
+    bus.emit(f.processed())
+    clock.advance(60)
+    await history.record()
+    items = (await client.get(PREFIX + "/metrics/history")).json()["items"]
+    counts = [item["interval"] for item in items]
+    assert [c["handled_messages"] for c in counts] == [3, 1]
+    assert [c["service_failures"] for c in counts] == [1, 0]
+    assert all(c["seconds"] == 60 for c in counts)
+
+
 async def test_alerts_placeholder(api: tuple[httpx.AsyncClient, MetricsHistory]):
     """Until the alert engine exists, alerts is an empty list with zero counts."""
     client, _ = api
@@ -129,14 +182,14 @@ async def test_history_items_and_time_formats(
     [
         ({"since": "yesterday"}, "since"),
         ({"until": "2025-13-45T00:00:00Z"}, "until"),
-        ({"since": "2025-01-01T00:00:00"}, "time zone"),
+        ({"since": "2025-01-01T00:00:00+24:00"}, "since"),
         ({"since": "-5"}, "since"),
         ({"since": "nan"}, "since"),
         ({"limit": "ten"}, "limit"),
         ({"limit": "0"}, "limit"),
         ({"limit": "100001"}, "limit"),
-        ({"limit": ""}, "limit"),
-        ({"since": "1000", "until": "10"}, "since must not be after until"),
+        ({"limit": " "}, "limit"),
+        ({"since": "1000", "until": "10"}, "since: must not be after until"),
     ],
 )
 async def test_bad_history_parameters_are_400_with_a_reason(
@@ -149,8 +202,22 @@ async def test_bad_history_parameters_are_400_with_a_reason(
     assert needle in r.json()["detail"]
 
 
-def test_parse_time_forms():
-    """Epoch seconds, durations ago and RFC 3339 with an offset all parse."""
-    assert parse_time("since", "12.5", now=100.0) == 12.5
-    assert parse_time("since", "1m", now=100.0) == 40.0
-    assert parse_time("since", "1970-01-01T00:01:00+00:00", now=0.0) == 60.0
+async def test_history_times_without_a_zone_are_utc(
+    api: tuple[httpx.AsyncClient, MetricsHistory], clock: FakeClock
+):
+    """until=<RFC 3339 without a zone> is read as UTC, as in the log API (it was a 400 here).
+
+    Tried: the last snapshot's time with its Z removed, and the SPEC's template with every
+    parameter empty (``?since=&until=&limit=``: empty counts as absent; limit was a 400).
+    """
+    client, history = api
+    for _ in range(3):
+        await history.record()
+        clock.advance(60)
+    items = (await client.get(PREFIX + "/metrics/history")).json()["items"]
+    naive = items[1]["timestamp"].removesuffix("Z")
+    r = await client.get(PREFIX + "/metrics/history", params={"until": naive})
+    assert r.status_code == 200, r.text
+    assert [i["timestamp"] for i in r.json()["items"]] == [i["timestamp"] for i in items[:2]]
+    r = await client.get(PREFIX + "/metrics/history?since=&until=&limit=")
+    assert (r.status_code, len(r.json()["items"])) == (200, 3)

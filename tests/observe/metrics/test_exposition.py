@@ -17,10 +17,22 @@ from prometheus_client.registry import Collector
 from chatwatch.api.metrics_endpoint import build_metrics_endpoint
 from chatwatch.clock import FakeClock
 from chatwatch.config import MetricsSettings
-from chatwatch.events import EventBus, SecurityEvent
+from chatwatch.events import (
+    AIBudgetChanged,
+    AICircuitChanged,
+    AIFallbackUsed,
+    AIRequestRetried,
+    EventBus,
+    MessageReplayed,
+    RejectionsSuppressed,
+    ReplyCancelled,
+    SecurityEvent,
+    attach,
+)
 from chatwatch.observe.metrics.exposition import Exposition, new_registry
 from chatwatch.observe.metrics.recorder import ChatMetrics
 from tests.observe import factory as f
+from tests.observe.live import LiveChat
 from tests.observe.promtool import find_or_install_promtool
 
 
@@ -39,6 +51,13 @@ def traffic(bus: EventBus) -> None:
     bus.emit(f.received())
     bus.emit(f.ai_done(tokens=(3, 4), cost=0.01))
     bus.emit(f.ai_failed("timeout"))
+    bus.emit(ReplyCancelled("c1", "s1", "corr", "client_closed", stored=False))
+    bus.emit(MessageReplayed("c1", "s1", "corr"))
+    bus.emit(RejectionsSuppressed("c1", "u1", "127.0.0.1", 3, (("invalid_json", 3),), 10.0))
+    bus.emit(AIRequestRetried("openai", "gpt-4o-mini", "corr", 2, "http 503", 0.1))
+    bus.emit(AICircuitChanged("openai", "open", "closed", 5, 30.0))
+    bus.emit(AIFallbackUsed("openai", "builtin", "corr", "circuit_open"))
+    bus.emit(AIBudgetChanged("warning", 8.0, 10.0, "2027-01-15"))
     bus.emit(f.closed())
 
 
@@ -158,7 +177,7 @@ async def test_promtool_accepts_a_real_scrape_without_warnings(clock: FakeClock,
     """``promtool check metrics`` on a scrape with every family populated says nothing."""
     promtool = find_or_install_promtool()
     registry = new_registry()
-    ChatMetrics(registry, clock, MetricsSettings()).attach(bus)
+    attach(bus, ChatMetrics(registry, clock, MetricsSettings(), live=LiveChat(bus, clock).hub))
     traffic(bus)
     async with client_for(registry, MetricsSettings()) as client:
         body = (await client.get("/metrics")).content

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from prometheus_client import (
@@ -115,3 +116,50 @@ def test_unregistered_families_leave_the_cache():
     assert collectors is not None
     assert renderer.render(collectors, "text") == generate_latest(registry)
     assert len(renderer._cache["text"]) == 1
+
+
+def test_missing_encoder_internals_fall_back_to_the_library(monkeypatch: pytest.MonkeyPatch):
+    """Without an OpenMetrics internal the fast path reads, the library renders everything.
+
+    Simulates a prometheus_client release without ``_is_legacy_labelname_rune`` (as 0.22 and
+    older): the bytes stay exactly the library's and the fast renderer is not used.
+    """
+    from types import SimpleNamespace
+
+    from prometheus_client.openmetrics import exposition as om_format
+
+    from chatwatch.observe.metrics import fastexpo
+
+    registry, *_ = build(7)
+    # The module as fastexpo sees it, without the helper (the library keeps its own).
+    older = {k: v for k, v in vars(om_format).items() if k != "_is_legacy_labelname_rune"}
+    monkeypatch.setattr(fastexpo, "om_format", SimpleNamespace(**older))
+    assert not fastexpo.internals_available()
+    expo = Exposition(registry, mp_dir=None)
+    both(expo, registry)
+    assert expo._fast._cache == {"text": {}, "openmetrics": {}}  # never took the fast path
+    expo.close()
+
+
+def test_a_wrapper_missing_an_internal_is_rendered_by_the_library(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A metric family whose wrapper lacks an internal the fast path reads is printed by the
+    library, the others still by the fast path, and the whole is byte-identical."""
+    registry = CollectorRegistry()
+    odd = Counter("t_odd", "Odd one.", ["a"], registry=registry)
+    odd.labels("x").inc()
+    Gauge("t_fine", "Fine.", registry=registry).set(3)
+    renderer = FastRenderer()
+    real_family = renderer._family
+
+    def family(wrapper: Any, *args: Any) -> bool:
+        if wrapper is odd:
+            raise AttributeError("_metrics")  # as a release without that attribute would
+        return real_family(wrapper, *args)
+
+    monkeypatch.setattr(renderer, "_family", family)
+    collectors = registry_collectors(registry)
+    assert collectors is not None
+    assert renderer.render(collectors, "text") == generate_latest(registry)
+    assert len(renderer._cache["text"]) == 1  # only t_fine went the fast way

@@ -14,11 +14,12 @@ from chatwatch.events import (
     FeatureUsed,
     FrameRejected,
     QuickActionUsed,
-    SessionStarted,
 )
 from chatwatch.observe.metrics import json_api as metrics_api
-from chatwatch.observe.metrics.recorder import ChatMetrics
+from chatwatch.observe.signals import IntervalCounter, Signals
+from chatwatch.timefmt import format_time
 from tests.observe import factory as f
+from tests.observe.live import LiveChat
 
 COUNT_KEYS = {"total", "since_reset", "per_second"}
 LATENCY_KEYS = {"p50", "p95", "p99", "count"}
@@ -60,7 +61,14 @@ SHAPES: dict[str, dict[str, str]] = {
         "quick_actions": "dict",
         "features": "dict",
     },
-    "errors": {"total": "count", "by_type": "dict", "error_rate": "rate"},
+    "errors": {
+        "total": "count",
+        "by_type": "dict",
+        "error_rate": "rate",
+        "client_error_rate": "rate",
+        "service_failures": "count",
+        "client_errors": "count",
+    },
     "performance": {
         "response_seconds": "latency",
         "throughput_per_second": "number",
@@ -96,10 +104,9 @@ def check_shape(kind: str, value: Any) -> None:
         assert isinstance(value, dict)
 
 
-def busy(bus: EventBus) -> None:
+def busy(bus: EventBus, live: LiveChat) -> None:
     """A little of everything."""
-    bus.emit(f.opened("c1", "u1"))
-    bus.emit(SessionStarted("s1", "u1", resumed=False))
+    live.open("c1", "u1", "s1")
     for _ in range(4):
         bus.emit(f.received())
         bus.emit(f.processed(0.02))
@@ -114,10 +121,10 @@ def busy(bus: EventBus) -> None:
     bus.emit(ErrorOccurred("validation", "invalid_json", "bad"))
 
 
-def test_every_category_has_its_keys_and_shapes(bus: EventBus, metrics: ChatMetrics):
+def test_every_category_has_its_keys_and_shapes(bus: EventBus, live: LiveChat, signals: Signals):
     """Each category carries SPEC §7's keys with count/latency/rate shapes, window and reset."""
-    busy(bus)
-    body = metrics_api.all_categories(metrics.read(), metrics.model_labels)
+    busy(bus, live)
+    body = metrics_api.all_categories(signals.read())
     assert set(body) == set(SHAPES)
     for name, keys in SHAPES.items():
         cat = body[name]
@@ -128,15 +135,20 @@ def test_every_category_has_its_keys_and_shapes(bus: EventBus, metrics: ChatMetr
             check_shape(kind, cat[key])
 
 
-def test_figures_are_right(bus: EventBus, metrics: ChatMetrics, clock: FakeClock):
+def test_figures_are_right(bus: EventBus, live: LiveChat, signals: Signals, clock: FakeClock):
     """Counts, rates and usage by model carry the exact numbers the events gave."""
-    busy(bus)
+    busy(bus, live)
     clock.advance(10)
-    body = metrics_api.all_categories(metrics.read(), metrics.model_labels)
+    body = metrics_api.all_categories(signals.read())
     assert body["messages"]["received"] == {"total": 4, "since_reset": 4, "per_second": 0.4}
     assert body["messages"]["errors"]["total"] == 1
     assert body["messages"]["success_rate"] == 1.0
-    assert body["errors"]["error_rate"] == pytest.approx(1 / 5)  # 1 error frame, 5 frames
+    # The one bad frame is the client's mistake: 1 of 5 received frames, and no failure of
+    # the service among the 4 handled messages.
+    assert body["errors"]["error_rate"] == 0.0
+    assert body["errors"]["client_error_rate"] == pytest.approx(1 / 5)
+    assert body["errors"]["client_errors"]["total"] == 1
+    assert body["errors"]["service_failures"]["total"] == 0
     assert body["errors"]["by_type"]["validation"]["total"] == 1
     assert body["ai"]["requests"]["total"] == 2
     assert body["ai"]["failed"]["total"] == 1
@@ -155,13 +167,14 @@ def test_figures_are_right(bus: EventBus, metrics: ChatMetrics, clock: FakeClock
     assert body["connections"]["active"] == 1
 
 
-def test_rates_over_no_events_are_null(metrics: ChatMetrics):
+def test_rates_over_no_events_are_null(signals: Signals):
     """With nothing in the window a rate is "no data" (null), not 0 or 1."""
-    body = metrics_api.all_categories(metrics.read(), metrics.model_labels)
+    body = metrics_api.all_categories(signals.read())
     assert body["connections"]["success_rate"] is None
     assert body["messages"]["success_rate"] is None
     assert body["ai"]["success_rate"] is None
     assert body["errors"]["error_rate"] is None
+    assert body["errors"]["client_error_rate"] is None
     assert body["cache"]["hit_rate"] is None
     assert body["messages"]["processing_seconds"] == {
         "p50": None,
@@ -171,10 +184,11 @@ def test_rates_over_no_events_are_null(metrics: ChatMetrics):
     }
 
 
-def test_summary_and_headline_keys(bus: EventBus, metrics: ChatMetrics):
+def test_summary_and_headline_keys(bus: EventBus, live: LiveChat, signals: Signals):
     """``summary`` has the SPEC keys plus status; a history item the same without status."""
-    busy(bus)
-    reading = metrics.read()
+    counter = IntervalCounter(signals.metrics)
+    busy(bus, live)
+    reading = signals.read()
     summary = metrics_api.summary(reading, "healthy", 2)
     want = {
         "active_connections",
@@ -187,11 +201,12 @@ def test_summary_and_headline_keys(bus: EventBus, metrics: ChatMetrics):
     }
     assert want | {"status"} <= set(summary)
     assert summary["status"] == "healthy" and summary["active_alerts"] == 2
-    head = metrics_api.headline_of(metrics)
+    head = metrics_api.history_item(reading, counter.take(reading.metrics.totals))
     assert want <= set(head) and "status" not in head
     assert head["ai_cost_usd_24h"] == pytest.approx(0.002)
 
 
-def test_iso_time_is_rfc3339_utc():
-    """Timestamps are RFC 3339 in UTC with a Z."""
-    assert metrics_api.iso_time(0) == "1970-01-01T00:00:00.000Z"
+def test_reset_at_is_rfc3339_utc(signals: Signals, clock: FakeClock):
+    """Every category's reset_at is the API's one time format (chatwatch.timefmt)."""
+    body = metrics_api.all_categories(signals.read())
+    assert {cat["reset_at"] for cat in body.values()} == {format_time(clock.time())}

@@ -26,16 +26,18 @@ WORKER = textwrap.dedent(
     import sys
     from chatwatch.clock import SystemClock
     from chatwatch.config import MetricsSettings
-    from chatwatch.events import EventBus
+    from chatwatch.events import EventBus, attach
     from chatwatch.observe.metrics.exposition import new_registry
     from chatwatch.observe.metrics.recorder import ChatMetrics
     from tests.observe import factory as f
+    from tests.observe.live import LiveChat
 
     name = sys.argv[1]
     bus = EventBus()
-    ChatMetrics(new_registry(), SystemClock(), MetricsSettings()).attach(bus)
-    bus.emit(f.opened(name + "-a", name + "-u1"))
-    bus.emit(f.opened(name + "-b", name + "-u2"))
+    live = LiveChat(bus, SystemClock())
+    attach(bus, ChatMetrics(new_registry(), SystemClock(), MetricsSettings(), live=live.hub))
+    live.open(name + "-a", name + "-u1", name + "-s1")
+    live.open(name + "-b", name + "-u2", name + "-s2")
     for _ in range(3):
         bus.emit(f.received())
     bus.emit(f.ai_done(tokens=(10, 5), cost=0.25))
@@ -100,6 +102,7 @@ def test_scrape_sums_workers_and_drops_dead_workers_live_gauges(tmp_path: Path) 
         assert got[("chat_connections_opened_total", ())] == 4
         assert got[("chat_connections_active", ())] == 4
         assert got[("chat_active_users", ())] == 4
+        assert got[("chat_active_sessions", ())] == 4
         labels = (("model", "gpt-4o-mini"), ("provider", "openai"), ("type", "output"))
         assert got[("chat_ai_tokens_total", labels)] == 10
         cost = (("model", "gpt-4o-mini"), ("provider", "openai"))
@@ -109,6 +112,7 @@ def test_scrape_sums_workers_and_drops_dead_workers_live_gauges(tmp_path: Path) 
         stop_worker(workers.pop())
         got = samples(expo.render().body)  # the scrape reaps the dead worker first
         assert got[("chat_connections_active", ())] == 2
+        assert got[("chat_active_sessions", ())] == 2
         assert got[("chat_messages_received_total", (("type", "message"),))] == 6
         expo.close()
     finally:

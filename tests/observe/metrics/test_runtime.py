@@ -48,7 +48,7 @@ def test_step_ticks_the_windows_and_samples_when_due(
     bus.emit(f.processed(0.3))
     clock.advance(1)
     monitor.step(0.0)
-    assert metrics.latency["processing"]._pending == []  # folded by the tick
+    assert metrics.latency.processing._pending == []  # folded by the tick
     assert metrics.runtime.sampled_at == first
     clock.advance(5)
     monitor.step(0.0)

@@ -2,6 +2,8 @@
 
 Each ``*.md`` file is one topic (its file name); every ``## `` heading starts a passage.
 Text under the ``# `` title before the first ``## `` becomes a passage of its own.
+A ``Keywords:`` line in a passage lists words visitors use for it: they help find the
+passage but are never shown as part of it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from importlib import resources
 __all__ = ["Passage", "load_passages", "parse_passages"]
 
 _HEADING = re.compile(r"^(#{1,2})\s+(.+?)\s*#*\s*$")
+_KEYWORDS = re.compile(r"^keywords:\s*(.*?)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,12 @@ class Passage:
     topic: str
     title: str
     text: str
+    keywords: str = ""  # words to find the passage by; not part of the answer
+
+    @property
+    def search_text(self) -> str:
+        """What retrieval indexes: the title twice, as a heading names its passage best."""
+        return f"{self.title}\n{self.title}\n{self.keywords}\n{self.text}"
 
 
 def _slug(title: str) -> str:
@@ -35,18 +44,23 @@ def parse_passages(topic: str, markdown: str) -> list[Passage]:
     passages: list[Passage] = []
     title = topic
     body: list[str] = []
+    keywords: list[str] = []
 
     def flush() -> None:
         # Blank-line runs shrink to one so paragraphs survive but layout noise does not.
         text = re.sub(r"\n\s*\n", "\n\n", "\n".join(line.rstrip() for line in body)).strip()
         if text:
-            passages.append(Passage(f"{topic}/{_slug(title)}", topic, title, text))
+            passages.append(
+                Passage(f"{topic}/{_slug(title)}", topic, title, text, ", ".join(keywords))
+            )
 
     for line in markdown.splitlines():
         match = _HEADING.match(line)
         if match:
             flush()
-            title, body = match.group(2), []
+            title, body, keywords = match.group(2), [], []
+        elif keywords_line := _KEYWORDS.match(line):
+            keywords.append(keywords_line.group(1))
         else:
             body.append(line)
     flush()

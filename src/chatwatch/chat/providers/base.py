@@ -2,8 +2,12 @@
 
 Exceptions::
 
-    AIProviderError          the provider could not answer (HTTP error, cut stream, bad data)
+    AIProviderError          the provider could not answer; ``reason`` says how (an AIOutcome)
     └── AITimeout            no first byte, or no complete answer, within the timeout
+
+An error carries two texts: ``detail`` for the logs (upstream status, error text, what was
+malformed) and ``public_message`` for the visitor (short, fixed, nothing internal).
+``str(err)`` is the detail: never show it to a visitor.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
+
+from chatwatch.vocabulary import AIOutcome
 
 __all__ = [
     "AIProvider",
@@ -40,6 +46,9 @@ class AIRequest:
     correlation_id: str
     headers: Mapping[str, str] = field(default_factory=dict)  # X-Correlation-ID, traceparent
     quick_action: str | None = None  # set when the user pressed a quick action button
+    # The event loop's time (``loop.time()``) by which the whole reply must be complete:
+    # retries share one deadline, so a provider must not start its own full timeout anew.
+    deadline: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,16 +71,53 @@ class Completion:
     handoff: bool = False  # the consultant offered a human hand-off
 
 
-class AIProviderError(Exception):
-    """The provider failed to produce a reply."""
+_UNAVAILABLE = "The AI consultant is not available right now. Please try again in a moment."
+_BUDGET = (
+    "The AI consultant has reached today's limit. Please try again tomorrow, "
+    "or ask to talk to a human consultant."
+)
 
-    outcome = "error"
+
+class AIProviderError(Exception):
+    """The provider failed to produce a reply.
+
+    ``reason`` is the outcome label (error, timeout, invalid_reply, circuit_open,
+    budget_exceeded); ``detail`` is for logs only; ``retryable`` marks a failure before
+    the first byte that another attempt may cure (429, 5xx, connection refused), with
+    the upstream's ``Retry-After`` in seconds when it sent one.
+    """
+
+    default_reason: ClassVar[AIOutcome] = AIOutcome.ERROR
+
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        reason: AIOutcome | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        self.reason: AIOutcome = reason or self.default_reason
+        self.detail: str = detail or f"AI provider failed ({self.reason})"
+        self.retryable = retryable
+        self.retry_after = retry_after
+        super().__init__(self.detail)
+
+    @property
+    def outcome(self) -> str:
+        """The reason as a plain label (kept for callers that read ``outcome``)."""
+        return str(self.reason)
+
+    @property
+    def public_message(self) -> str:
+        """A short message safe to show a visitor: no upstream text, hosts or class names."""
+        return _BUDGET if self.reason is AIOutcome.BUDGET_EXCEEDED else _UNAVAILABLE
 
 
 class AITimeout(AIProviderError):
     """The provider did not answer in time."""
 
-    outcome = "timeout"
+    default_reason: ClassVar[AIOutcome] = AIOutcome.TIMEOUT
 
 
 class AIProvider(ABC):

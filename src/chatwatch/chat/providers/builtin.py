@@ -12,6 +12,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from chatwatch.chat.knowledge import Passage, load_passages
 from chatwatch.chat.providers.base import (
@@ -110,7 +111,35 @@ _INJECTION = re.compile(
 _MIN_SCORE = 0.5
 _MIN_COVERAGE = 0.5
 _SECOND_PASSAGE_RATIO = 0.75  # a runner-up this close to the best is worth quoting too
-_CONTEXT_WEIGHTS = (0.5, 0.25)  # earlier user turns, newest first
+_MAX_PASSAGES = 3  # one per part of a question in several parts, at most
+# How much earlier messages (newest first) weigh against the question's own words: a lot
+# when the question leans on them ("and for 150 people?"), a little otherwise, so that a
+# self-contained new question is not pulled back to the old topic.
+_FOLLOW_UP_WEIGHTS = (0.6, 0.3)
+_CONTEXT_WEIGHTS = (0.2, 0.1)
+_FOLLOW_UP_OPENERS = _wordset("and also plus but so then")
+_FOLLOW_UP_OPENINGS = (["what", "about"], ["how", "about"])
+_ANAPHORA = _wordset("it its that this those these them one ones same")
+# Terms in more than about a fifth of the passages (price, day, project) name no subject.
+_SPECIFIC_IDF = 1.5
+# Where a question in several parts breaks: sentence ends, dashes, and "and"/"but" when a new
+# question or subject follows ("... review and how long ...", not "data and AI").
+_CLAUSE_BREAK = re.compile(
+    r"[?!.;:]+(?=\s|$)|\s[-–—]+\s"
+    r"|,?\s+(?:and|but|also|plus)\s+(?=(?:how|what|when|where|who|which|why|do|does|did|can"
+    r"|could|will|would|is|are|should|may|your|you|i|we|there)\b)",
+    re.IGNORECASE,
+)
+
+
+# How a quoted passage is introduced: the answer, the answer to another part of the
+# question, or a passage that may be useful besides.
+_Lead = Literal["answer", "also", "related"]
+_LEADS: dict[_Lead, str] = {
+    "answer": "Here's what I can tell you about",
+    "also": "As for",
+    "related": "You may also find this useful, on",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +164,9 @@ class BuiltinProvider(AIProvider):
         missing = [pid for pid in _ACTION_PASSAGES.values() if pid not in self._by_id]
         if missing:
             raise AIProviderError(f"knowledge base lacks passages: {', '.join(missing)}")
-        # Titles count twice: a heading names its passage better than any body word.
         self._index = BM25Index(
-            [tokenize(f"{p.title}\n{p.title}\n{p.text}") for p in self._passages]
+            [tokenize(p.search_text) for p in self._passages],
+            key_terms=[tokenize(f"{p.title}\n{p.keywords}") for p in self._passages],
         )
 
     async def stream(self, request: AIRequest) -> AsyncIterator[TextDelta | Completion]:
@@ -205,34 +234,50 @@ class BuiltinProvider(AIProvider):
         guarded = _INJECTION.search(question) is not None
         # Injection phrases and pasted markup are noise to retrieval; the rest may be a
         # fair question.
-        terms = tokenize(_MARKUP.sub(" ", _INJECTION.sub(" ", question)))
+        text = _MARKUP.sub(" ", _INJECTION.sub(" ", question))
+        terms = tokenize(text, query=True)
         if not terms:
             return _Reply(_REFUSE if guarded else _CLARIFY, _DEFAULT_ACTIONS)
-        hits = self._retrieve(terms, earlier)
-        if not hits:
+        found = self._retrieve(text, terms, earlier)
+        if not found:
             if guarded:
                 return _Reply(_REFUSE, _DEFAULT_ACTIONS)
             human = self._by_id[_ACTION_PASSAGES["talk_to_human"]].text
             return _Reply(f"{_UNKNOWN}\n\n{human}", _HANDOFF_ACTIONS, handoff=True)
-        best = hits[0]
+        best = found[0][0]
         parts = [_GUARDED] if guarded else []
-        parts.append(_present(best))
-        parts.extend(_present(p, related=True) for p in hits[1:])
+        parts.extend(_present(p, lead=lead) for p, lead in found)
+        if best.id == _ACTION_PASSAGES["talk_to_human"]:
+            # Asked for a person in so many words: the same hand-off as the quick action.
+            return _Reply("\n\n".join(parts), _HANDOFF_ACTIONS, handoff=True)
         parts.append(_TOPIC_CLOSINGS.get(best.topic, _CLOSING))
         return _Reply("\n\n".join(parts), _actions(best.topic))
 
-    def _retrieve(self, terms: list[str], earlier: Sequence[str]) -> list[Passage]:
-        """Passages worth quoting, best first; empty when the knowledge base has no answer."""
-        query = dict.fromkeys(terms, 1.0)
-        # Follow-ups ("how much is that?") lean on what the visitor asked before.
-        for text, weight in zip(earlier, _CONTEXT_WEIGHTS, strict=False):
-            for term in tokenize(text):
-                query.setdefault(term, weight)
-        hits = [
-            (doc, score)
-            for doc, score in self._index.search(query, limit=5)
-            if score >= _MIN_SCORE and self._index.coverage(doc, terms) >= _MIN_COVERAGE
-        ]
+    def _retrieve(
+        self, text: str, terms: list[str], earlier: Sequence[str]
+    ) -> list[tuple[Passage, _Lead]]:
+        """Passages worth quoting with how to introduce each, best first; empty if unknown."""
+        context = [tokenize(t, query=True) for t in earlier[: len(_FOLLOW_UP_WEIGHTS)]]
+        pieces = [c for c in _CLAUSE_BREAK.split(text) if c.strip()]
+        clauses = [(c, t) for c in pieces if (t := tokenize(c, query=True))] if pieces[1:] else []
+        if len(clauses) > 1:
+            # A question in several parts gets an answer to each part it can answer; a
+            # part's nearest context is the part before it ("... and how long does it take?").
+            found: list[int] = []
+            for i, (clause, own) in enumerate(clauses):
+                nearer = [t for _, t in reversed(clauses[:i])]
+                follow_up = self._leans_on_context(clause, own)
+                hits = self._hits(own, [*nearer, *context], follow_up)
+                # Two parts may share their best passage ("we're a charity - what's your
+                # day rate?"); a close runner-up then answers the second part.
+                fresh = [d for d, s in hits if s >= hits[0][1] * _SECOND_PASSAGE_RATIO]
+                fresh = [d for d in fresh if d not in found]
+                if fresh:
+                    found.append(fresh[0])
+            if found:
+                first, *others = (self._passages[d] for d in found[:_MAX_PASSAGES])
+                return [(first, "answer"), *((p, "also") for p in others)]
+        hits = self._hits(terms, context, self._leans_on_context(text, terms))
         if not hits:
             return []
         best, top = self._passages[hits[0][0]], hits[0][1]
@@ -243,7 +288,34 @@ class BuiltinProvider(AIProvider):
             for d, s in hits[1:]
             if s >= top * _SECOND_PASSAGE_RATIO and self._passages[d].topic != best.topic
         ]
-        return [best, *runner_up[:1]]
+        return [(best, "answer"), *((p, "related") for p in runner_up[:1])]
+
+    def _hits(
+        self, terms: list[str], context: Sequence[list[str]], follow_up: bool
+    ) -> list[tuple[int, float]]:
+        """(passage, score) pairs that answer ``terms``, best first; earlier text only ranks."""
+        query = dict.fromkeys(terms, 1.0)
+        weights = _FOLLOW_UP_WEIGHTS if follow_up else _CONTEXT_WEIGHTS
+        for earlier_terms, weight in zip(context, weights, strict=False):
+            for term in earlier_terms:
+                query.setdefault(term, weight)
+        # A number the knowledge never mentions ("say 100 staff") is a detail of the
+        # question, not a part of it that goes unanswered.
+        own = [t for t in terms if self._index.knows(t) or not t.isdigit()]
+        return [
+            (doc, score)
+            for doc, score in self._index.search(query, limit=5)
+            if score >= _MIN_SCORE and self._index.coverage(doc, own) >= _MIN_COVERAGE
+        ]
+
+    def _leans_on_context(self, text: str, terms: list[str]) -> bool:
+        """True for a follow-up: "and ...", "what about ...", "that", or nothing specific."""
+        said = words(text)
+        if (said and said[0] in _FOLLOW_UP_OPENERS) or said[:2] in _FOLLOW_UP_OPENINGS:
+            return True
+        if any(w in _ANAPHORA for w in said):
+            return True
+        return all(self._index.idf(t) < _SPECIFIC_IDF for t in terms if self._index.knows(t))
 
 
 def _only(said: list[str], required: frozenset[str], filler: frozenset[str]) -> bool:
@@ -255,14 +327,13 @@ def _actions(topic: str) -> tuple[str, ...]:
     return _TOPIC_ACTIONS.get(topic, _DEFAULT_ACTIONS)
 
 
-def _present(passage: Passage, *, related: bool = False) -> str:
+def _present(passage: Passage, *, lead: _Lead = "answer") -> str:
     """A passage as part of the answer, introduced by its title."""
     title = passage.title
     if title.endswith("?"):  # FAQ entries answer their own question
-        return f"{title} {passage.text}" if related else passage.text
+        return passage.text if lead == "answer" else f"{title} {passage.text}"
     if title.startswith("About "):
         title = title.removeprefix("About ")
     elif not title[:2].isupper():  # keep acronyms ("GDPR") as written
         title = title[0].lower() + title[1:]
-    lead = "You may also find this useful, on" if related else "Here's what I can tell you about"
-    return f"{lead} {title}:\n{passage.text}"
+    return f"{_LEADS[lead]} {title}:\n{passage.text}"

@@ -6,13 +6,19 @@ ignore it get their tokens counted locally (``estimated_usage=True``).
 
 Timeouts are enforced around each network wait, never around a ``yield``: an
 ``asyncio.timeout`` spanning a yield would fire inside the consumer's code instead of here.
+
+Whatever goes wrong surfaces as ``AIProviderError``: a reply that is empty, not JSON or of
+the wrong shape has reason ``invalid_reply``; a 429, a 5xx or a refused connection is
+marked ``retryable`` (with the upstream's ``Retry-After``) for the caller's retry policy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
+import math
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -28,6 +34,7 @@ from chatwatch.chat.providers.base import (
     Completion,
     TextDelta,
 )
+from chatwatch.vocabulary import AIOutcome
 
 __all__ = ["OpenAIProvider"]
 
@@ -46,6 +53,11 @@ class _Reply:
     output_tokens: int | None = None
     done: bool = False  # [DONE] seen
     finished: bool = False  # a finish_reason seen
+    chunks: int = 0  # data lines that carried a JSON chunk
+
+
+def _invalid(detail: str) -> AIProviderError:
+    return AIProviderError(detail, reason=AIOutcome.INVALID_REPLY)
 
 
 class OpenAIProvider(AIProvider):
@@ -97,9 +109,25 @@ class OpenAIProvider(AIProvider):
 
     async def stream(self, request: AIRequest) -> AsyncIterator[TextDelta | Completion]:
         """Yield the reply's deltas, then one Completion; raise AIProviderError or AITimeout."""
+        try:
+            async with contextlib.aclosing(self._stream(request)) as items:
+                async for item in items:
+                    yield item
+        except AIProviderError:
+            raise
+        except Exception as exc:
+            # Anything else (a header value httpx cannot encode, a surprise from the HTTP
+            # stack) must still be a provider error: callers answer the visitor from it.
+            raise AIProviderError(
+                f"AI request failed: {type(exc).__name__}: {self._reason(str(exc))}"
+            ) from exc
+
+    async def _stream(self, request: AIRequest) -> AsyncGenerator[TextDelta | Completion, None]:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self._timeout
+        if request.deadline is not None:
+            deadline = min(deadline, request.deadline)
         first_deadline = deadline
         if self._first_byte_timeout is not None:
             first_deadline = min(deadline, started + self._first_byte_timeout)
@@ -124,14 +152,19 @@ class OpenAIProvider(AIProvider):
             where = http_request.url.host + (
                 f":{http_request.url.port}" if http_request.url.port else ""
             )
-            raise AIProviderError(f"cannot reach AI server {where}: {type(exc).__name__}") from None
+            raise AIProviderError(
+                f"cannot reach AI server {where}: {type(exc).__name__}",
+                retryable=isinstance(exc, httpx.ConnectError),
+            ) from None
 
         try:
             if response.status_code >= 400:
                 detail = await self._error_detail(response, deadline)
+                status = response.status_code
                 raise AIProviderError(
-                    f"AI server answered HTTP {response.status_code}"
-                    + (f": {detail}" if detail else "")
+                    f"AI server answered HTTP {status}" + (f": {detail}" if detail else ""),
+                    retryable=status == 429 or status >= 500,
+                    retry_after=_retry_after(response.headers),
                 )
             content_type = response.headers.get("content-type", "").lower()
             if content_type.startswith("application/json"):
@@ -192,18 +225,21 @@ class OpenAIProvider(AIProvider):
         try:
             data = json.loads(raw)
         except ValueError:
-            raise AIProviderError("AI server sent malformed JSON") from None
+            raise _invalid("AI server sent a reply that is not JSON") from None
         if not isinstance(data, dict):
-            raise AIProviderError("AI server sent an unexpected JSON document")
+            raise _invalid(f"AI server sent a JSON {type(data).__name__}, not an object")
         self._check_error(data)
-        reply = _Reply(parts=[], done=True, finished=True)
+        reply = _Reply(parts=[], done=True, finished=True, chunks=1)
         reply.model = _str_or_none(data.get("model"))
-        choices = data.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            raise AIProviderError("AI response has no choices")
-        message = choices[0].get("message")
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
+        choice = _first_choice(data.get("choices"), required=True)
+        assert choice is not None  # required=True raises instead
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise _invalid(f"AI reply's message is {_kind(message)}, not an object")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
+            raise _invalid(f"AI reply's message content is {_kind(content)}, not a string")
+        if content:
             reply.parts.append(content)
         _take_usage(reply, data.get("usage"))
         return reply
@@ -239,6 +275,8 @@ class OpenAIProvider(AIProvider):
                 if delta:
                     yield delta
         if not (reply.done or reply.finished):
+            if reply.chunks == 0:
+                raise _invalid("AI server's reply carried no data: lines")
             raise AIProviderError("AI stream ended before the reply was complete")
 
     def _parse_line(self, line: str, reply: _Reply) -> str:
@@ -256,9 +294,10 @@ class OpenAIProvider(AIProvider):
         try:
             chunk = json.loads(payload)
         except ValueError:
-            raise AIProviderError("AI server sent a malformed JSON chunk") from None
+            raise _invalid("AI server sent a data: line that is not JSON") from None
         if not isinstance(chunk, dict):
-            raise AIProviderError("AI server sent an unexpected chunk")
+            raise _invalid(f"AI server sent a JSON {type(chunk).__name__} chunk, not an object")
+        reply.chunks += 1
         self._check_error(chunk)
         return _take_chunk(reply, chunk)
 
@@ -273,6 +312,9 @@ class OpenAIProvider(AIProvider):
 
     async def _completion(self, reply: _Reply, turns: Sequence[ChatTurn]) -> Completion:
         content = "".join(reply.parts)
+        if not content.strip():
+            # A reply with no words is no answer: say so instead of sending an empty bubble.
+            raise _invalid(f"AI server sent an empty reply ({reply.chunks} chunk(s), no text)")
         estimated = reply.input_tokens is None or reply.output_tokens is None
         input_tokens = reply.input_tokens
         output_tokens = reply.output_tokens
@@ -288,6 +330,56 @@ class OpenAIProvider(AIProvider):
             output_tokens=output_tokens,
             estimated_usage=estimated,
         )
+
+
+def _kind(value: object) -> str:
+    """A JSON value's kind for a log message (never the value itself)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _first_choice(choices: object, *, required: bool) -> dict[str, Any] | None:
+    """``choices[0]`` of a chunk; None for the usage-only ``"choices": []`` chunk."""
+    if choices is None and not required:
+        return None
+    if not isinstance(choices, list):
+        raise _invalid(f"AI reply's choices is {_kind(choices)}, not a list")
+    if not choices:
+        if required:
+            raise _invalid("AI reply has no choices")
+        return None
+    first = choices[0]
+    if not isinstance(first, dict):
+        raise _invalid(f"AI reply's choice is {_kind(first)}, not an object")
+    return first
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """``Retry-After`` in seconds (delta-seconds, or an HTTP date against ``Date``)."""
+    value = headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        # An HTTP date is measured against the server's own Date header, so neither
+        # clock skew nor our clock enters the figure.
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+            now = email.utils.parsedate_to_datetime(headers.get("date", ""))
+            seconds = (when - now).total_seconds()
+        except (TypeError, ValueError, IndexError):
+            return None
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
 
 
 def _str_or_none(value: object) -> str | None:
@@ -312,23 +404,34 @@ def _take_usage(reply: _Reply, usage: object) -> None:
 
 
 def _take_chunk(reply: _Reply, chunk: dict[str, Any]) -> str:
-    """Record a chunk's model, usage and finish; return its text."""
+    """Record a chunk's model, usage and finish; return its text.
+
+    Absent or null fields are fine (the role chunk, the finish chunk, the usage-only
+    chunk); a field of the wrong type means the server speaks something else, and
+    guessing would show the visitor garbage or nothing.
+    """
     model = _str_or_none(chunk.get("model"))
     if model:
         reply.model = model
     _take_usage(reply, chunk.get("usage"))
-    choices = chunk.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return ""  # the usage-only chunk has "choices": []
-    choice = choices[0]
+    choice = _first_choice(chunk.get("choices"), required=False)
+    if choice is None:
+        return ""
     if choice.get("finish_reason"):
         reply.finished = True
     delta = choice.get("delta")
-    content = delta.get("content") if isinstance(delta, dict) else None
-    if isinstance(content, str) and content:
+    if delta is None:
+        return ""
+    if not isinstance(delta, dict):
+        raise _invalid(f"AI chunk's delta is {_kind(delta)}, not an object")
+    content = delta.get("content")
+    if content is None:
+        return ""
+    if not isinstance(content, str):
+        raise _invalid(f"AI chunk's delta content is {_kind(content)}, not a string")
+    if content:
         reply.parts.append(content)
-        return content
-    return ""
+    return content
 
 
 def _count_tokens(text: str) -> int:

@@ -20,11 +20,11 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from chatwatch.config import parse_duration
 from chatwatch.observe.logs.pipeline import LEVELS
+from chatwatch.params import MAX_INT64, parse_int
+from chatwatch.timefmt import parse_time
 
 __all__ = [
     "MAX_LIMIT",
@@ -35,10 +35,9 @@ __all__ = [
     "Term",
     "decode_cursor",
     "encode_cursor",
-    "format_time",
     "parse_filters",
     "parse_text_query",
-    "parse_time",
+    "time_param",
     "to_fts5",
     "to_tsquery",
 ]
@@ -295,37 +294,12 @@ class LogFilters:
     raw: dict[str, str] = field(default_factory=dict, compare=False)
 
 
-def parse_time(name: str, value: str, now: float) -> float:
-    """Epoch seconds, RFC 3339 (no zone means UTC) or a duration ago (``15m``)."""
-    text = value.strip()
+def time_param(name: str, value: str, now: float) -> float:
+    """A ``since``/``until`` value in the admin API's one grammar (``chatwatch.timefmt``)."""
     try:
-        number = float(text)
-    except ValueError:
-        pass
-    else:
-        if number != number or not 0 <= number < 1e11:
-            raise LogQueryError(f"{name}: {value!r} is not a time")
-        return number
-    if text and text[-1] in "smhdw" and text[0].isdigit() and "-" not in text:
-        try:
-            return now - parse_duration(text)
-        except ValueError:
-            pass
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise LogQueryError(
-            f"{name}: {value[:64]!r} is not a time (use RFC 3339, epoch seconds, or a "
-            "duration ago such as 15m)"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
-
-
-def format_time(ts: float) -> str:
-    """RFC 3339 UTC with milliseconds."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        return parse_time(name, value, now)
+    except ValueError as err:
+        raise LogQueryError(str(err)) from None
 
 
 def _names(name: str, value: str, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
@@ -354,11 +328,12 @@ def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         version, _, number = raw.partition(":")
-        if version != "v1" or not number.isdigit() or len(number) > 19:
-            raise ValueError(raw)
-        return int(number)
+        if version == "v1":
+            # The id goes into SQL as a BIGINT: 19 digits past 2**63 - 1 would overflow it.
+            return parse_int("cursor", number, 0, MAX_INT64)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise LogQueryError("cursor: not a cursor returned by this endpoint") from None
+        pass
+    raise LogQueryError("cursor: not a cursor returned by this endpoint")
 
 
 def parse_filters(params: Mapping[str, str], now: float) -> tuple[LogFilters, int | None, int]:
@@ -391,15 +366,16 @@ def parse_filters(params: Mapping[str, str], now: float) -> tuple[LogFilters, in
     for key in ("user_id", "session_id", "correlation_id"):
         if key in p:
             kwargs[key] = _identifier(key, p[key])
-    since = parse_time("since", p["since"], now) if "since" in p else None
-    until = parse_time("until", p["until"], now) if "until" in p else None
+    since = time_param("since", p["since"], now) if "since" in p else None
+    until = time_param("until", p["until"], now) if "until" in p else None
     if since is not None and until is not None and since >= until:
         raise LogQueryError("since: must be before until")
     kwargs.update(since=since, until=until)
     limit = DEFAULT_LIMIT
     if "limit" in p:
-        if not p["limit"].isdigit() or not 1 <= int(p["limit"]) <= MAX_LIMIT:
-            raise LogQueryError(f"limit: must be an integer from 1 to {MAX_LIMIT}")
-        limit = int(p["limit"])
+        try:
+            limit = parse_int("limit", p["limit"], 1, MAX_LIMIT)
+        except ValueError as err:
+            raise LogQueryError(str(err)) from None
     cursor = decode_cursor(p["cursor"]) if "cursor" in p else None
     return LogFilters(**kwargs), cursor, limit

@@ -1,23 +1,27 @@
-"""The chat's events as log records: one listener per event type, SPEC §5 families.
+"""The chat's events as log records: one handler per event type, SPEC §5 families.
 
 Levels: what an operator should look at is a warning or worse (refused connections,
-rejected frames, security events, slow replies, AI failures, server errors); the normal
-trail of a message is info; chatty per-frame records (streamed deltas, pongs, cache
-look-ups) are debug. Components name the subsystem: ``chat``, ``ai``, ``security``,
-``cache``. Durations are ``duration_ms``. Message contents are never logged unless
-``logging.log_content`` is on; their length always is.
+rejected frames, security events, slow replies, AI failures, retries, fallbacks, the
+circuit breaker opening, the AI budget running out, server errors); the normal trail of a
+message is info — and so is a visitor leaving mid-reply, which is no error; chatty
+per-frame records (streamed deltas, pongs, cache look-ups) are debug. Components name the
+subsystem: ``chat``, ``ai``, ``security``, ``cache``. Durations are ``duration_ms``. Message
+contents are never logged unless ``logging.log_content`` is on; their length always is.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 from chatwatch.config import LoggingSettings
 from chatwatch.events import (
+    AIBudgetChanged,
+    AICircuitChanged,
+    AIFallbackUsed,
     AIRequestCompleted,
     AIRequestFailed,
+    AIRequestRetried,
     AIRequestStarted,
     AIUnpriced,
     BroadcastSent,
@@ -27,25 +31,35 @@ from chatwatch.events import (
     ConnectionFailed,
     ConnectionOpened,
     ErrorOccurred,
-    Event,
-    EventBus,
     FeatureUsed,
     FrameRejected,
     MessageProcessed,
     MessageReceived,
+    MessageReplayed,
     MessageSent,
     QuickActionUsed,
+    RejectionsSuppressed,
+    ReplyCancelled,
     ResponseCompleted,
     SecurityEvent,
     SessionEnded,
     SessionStarted,
+    handles,
 )
 from chatwatch.observe.logs.pipeline import get_logger
+from chatwatch.vocabulary import AIOutcome, CloseReason, ErrorType
 
 __all__ = ["EventLogger"]
 
 # Client-caused error types: already logged as message.rejected or security.* warnings.
-_CLIENT_ERRORS = frozenset({"authentication", "authorization", "validation", "rate_limit"})
+_CLIENT_ERRORS = frozenset(
+    {ErrorType.AUTHENTICATION, ErrorType.AUTHORIZATION, ErrorType.VALIDATION, ErrorType.RATE_LIMIT}
+)
+# A connection that ended by an error of ours or of the client's protocol is worth a look.
+_BAD_CLOSES = frozenset({CloseReason.ERROR, CloseReason.PROTOCOL_ERROR})
+# AI outcomes that are no provider failure: the visitor left (info), or the call was refused
+# at once by a state already logged when it began (circuit open, budget spent: warning).
+_AI_REFUSALS = frozenset({AIOutcome.CIRCUIT_OPEN, AIOutcome.BUDGET_EXCEEDED})
 _QUIET_FRAMES = frozenset({"ai_delta", "pong"})
 _NAME_PART = re.compile(r"[^a-z0-9_]+")
 _MAX_UNPRICED_MODELS = 1000
@@ -68,34 +82,6 @@ class EventLogger:
         self._log = get_logger()
         self._unpriced: set[tuple[str, str]] = set()
 
-    def attach(self, bus: EventBus) -> None:
-        """Listen to every event type this logger knows."""
-        handlers: dict[type[Event], Callable[[Any], None]] = {
-            ConnectionOpened: self.on_connection_opened,
-            ConnectionClosed: self.on_connection_closed,
-            ConnectionFailed: self.on_connection_failed,
-            MessageReceived: self.on_message_received,
-            MessageSent: self.on_message_sent,
-            FrameRejected: self.on_frame_rejected,
-            MessageProcessed: self.on_message_processed,
-            ResponseCompleted: self.on_response_completed,
-            BroadcastSent: self.on_broadcast,
-            AIRequestStarted: self.on_ai_started,
-            AIRequestCompleted: self.on_ai_completed,
-            AIRequestFailed: self.on_ai_failed,
-            AIUnpriced: self.on_ai_unpriced,
-            CacheLookup: self.on_cache_lookup,
-            CacheEvicted: self.on_cache_evicted,
-            SessionStarted: self.on_session_started,
-            SessionEnded: self.on_session_ended,
-            QuickActionUsed: self.on_quick_action,
-            FeatureUsed: self.on_feature_used,
-            ErrorOccurred: self.on_error,
-            SecurityEvent: self.on_security_event,
-        }
-        for event_type, handler in handlers.items():
-            bus.subscribe(event_type, handler)
-
     @staticmethod
     def _cid(correlation_id: str | None) -> dict[str, str]:
         # The event's own id wins over the one bound in context (they differ only when an
@@ -104,6 +90,7 @@ class EventLogger:
 
     # --- connections ---------------------------------------------------------------------
 
+    @handles(ConnectionOpened)
     def on_connection_opened(self, e: ConnectionOpened) -> None:
         """connection.opened (info)."""
         self._log.info(
@@ -117,9 +104,10 @@ class EventLogger:
             resumed=e.resumed,
         )
 
+    @handles(ConnectionClosed)
     def on_connection_closed(self, e: ConnectionClosed) -> None:
         """connection.closed (info; warning when closed by an error)."""
-        method = self._log.warning if e.reason in ("error", "protocol_error") else self._log.info
+        method = self._log.warning if e.reason in _BAD_CLOSES else self._log.info
         method(
             e.name,
             component="chat",
@@ -132,6 +120,7 @@ class EventLogger:
             messages=e.messages,
         )
 
+    @handles(ConnectionFailed)
     def on_connection_failed(self, e: ConnectionFailed) -> None:
         """connection.failed (warning)."""
         self._log.warning(
@@ -145,6 +134,7 @@ class EventLogger:
 
     # --- messages ------------------------------------------------------------------------
 
+    @handles(MessageReceived)
     def on_message_received(self, e: MessageReceived) -> None:
         """message.received (info; debug for pings); contents only with log_content."""
         fields: dict[str, Any] = {
@@ -161,8 +151,12 @@ class EventLogger:
             fields["content"] = content
         (self._log.debug if e.type == "ping" else self._log.info)(e.name, **fields)
 
+    @handles(MessageSent)
     def on_message_sent(self, e: MessageSent) -> None:
-        """message.sent (info; debug for streamed deltas and pongs)."""
+        """message.sent (info; debug for streamed deltas and pongs); quiet frames (answers to
+        rejections counted in a summary) are not logged one by one."""
+        if e.quiet:
+            return
         method = self._log.debug if e.type in _QUIET_FRAMES else self._log.info
         method(
             e.name,
@@ -172,6 +166,7 @@ class EventLogger:
             **self._cid(e.correlation_id),
         )
 
+    @handles(FrameRejected)
     def on_frame_rejected(self, e: FrameRejected) -> None:
         """message.rejected (warning) with the error code SPEC §4 gives the client."""
         self._log.warning(
@@ -185,6 +180,7 @@ class EventLogger:
             **self._cid(e.correlation_id),
         )
 
+    @handles(MessageProcessed)
     def on_message_processed(self, e: MessageProcessed) -> None:
         """message.processed (info; warning when it failed)."""
         (self._log.info if e.ok else self._log.warning)(
@@ -196,6 +192,7 @@ class EventLogger:
             **self._cid(e.correlation_id),
         )
 
+    @handles(ResponseCompleted)
     def on_response_completed(self, e: ResponseCompleted) -> None:
         """message.replied (debug), and performance.slow_response (warning) when slow."""
         fields = {
@@ -210,16 +207,57 @@ class EventLogger:
         if e.duration_s > threshold:
             self._log.warning("performance.slow_response", threshold_ms=_ms(threshold), **fields)
 
+    @handles(BroadcastSent)
     def on_broadcast(self, e: BroadcastSent) -> None:
         """message.broadcast (info)."""
         self._log.info(e.name, component="chat", recipients=e.recipients)
 
+    @handles(QuickActionUsed)
     def on_quick_action(self, e: QuickActionUsed) -> None:
         """message.quick_action (info)."""
         self._log.info(e.name, component="chat", action=e.action, **self._cid(e.correlation_id))
 
+    @handles(ReplyCancelled)
+    def on_reply_cancelled(self, e: ReplyCancelled) -> None:
+        """message.cancelled (info): the visitor left mid-reply, which is no error."""
+        self._log.info(
+            e.name,
+            component="chat",
+            reason=e.reason,
+            stored=e.stored,
+            connection_id=e.connection_id,
+            session_id=e.session_id,
+            **self._cid(e.correlation_id),
+        )
+
+    @handles(MessageReplayed)
+    def on_message_replayed(self, e: MessageReplayed) -> None:
+        """message.replayed (info): an idempotent re-send answered from the store."""
+        self._log.info(
+            e.name,
+            component="chat",
+            connection_id=e.connection_id,
+            session_id=e.session_id,
+            **self._cid(e.correlation_id),
+        )
+
+    @handles(RejectionsSuppressed)
+    def on_rejections_suppressed(self, e: RejectionsSuppressed) -> None:
+        """message.rejected.suppressed (warning), once per summary, with the counts by code."""
+        self._log.warning(
+            e.name,
+            component="chat",
+            connection_id=e.connection_id,
+            user_id=e.user_id,
+            client_ip=e.client_ip,
+            count=e.count,
+            by_code=dict(e.by_code),
+            interval_ms=_ms(e.interval_s),
+        )
+
     # --- AI ------------------------------------------------------------------------------
 
+    @handles(AIRequestStarted)
     def on_ai_started(self, e: AIRequestStarted) -> None:
         """ai.request.started (info)."""
         self._log.info(
@@ -231,6 +269,7 @@ class EventLogger:
             **self._cid(e.correlation_id),
         )
 
+    @handles(AIRequestCompleted)
     def on_ai_completed(self, e: AIRequestCompleted) -> None:
         """ai.request.completed (info) with tokens, cost and timings."""
         self._log.info(
@@ -249,9 +288,17 @@ class EventLogger:
             **self._cid(e.correlation_id),
         )
 
+    @handles(AIRequestFailed)
     def on_ai_failed(self, e: AIRequestFailed) -> None:
-        """ai.request.failed (error)."""
-        self._log.error(
+        """ai.request.failed: error for a provider failure; warning for a call refused at
+        once (circuit open, budget spent); info when the visitor left (cancelled)."""
+        if e.outcome == AIOutcome.CANCELLED:
+            method = self._log.info
+        elif e.outcome in _AI_REFUSALS:
+            method = self._log.warning
+        else:
+            method = self._log.error
+        method(
             e.name,
             component="ai",
             provider=e.provider,
@@ -262,6 +309,7 @@ class EventLogger:
             **self._cid(e.correlation_id),
         )
 
+    @handles(AIUnpriced)
     def on_ai_unpriced(self, e: AIUnpriced) -> None:
         """ai.request.unpriced (warning), once per provider and model."""
         key = (e.provider, e.model)
@@ -276,22 +324,89 @@ class EventLogger:
             message=f"no price known for model {e.model!r}: its cost is counted as 0",
         )
 
+    @handles(AIRequestRetried)
+    def on_ai_retried(self, e: AIRequestRetried) -> None:
+        """ai.request.retried (warning): the call failed before its first byte."""
+        self._log.warning(
+            e.name,
+            component="ai",
+            provider=e.provider,
+            model=e.model,
+            attempt=e.attempt,
+            reason=e.reason,
+            delay_ms=_ms(e.delay_s),
+            **self._cid(e.correlation_id),
+        )
+
+    @handles(AICircuitChanged)
+    def on_ai_circuit_changed(self, e: AICircuitChanged) -> None:
+        """ai.circuit.changed: error when it opens, warning half open, info when closed."""
+        if e.state == "open":
+            method = self._log.error
+        elif e.state == "closed":
+            method = self._log.info
+        else:
+            method = self._log.warning
+        method(
+            e.name,
+            component="ai",
+            provider=e.provider,
+            state=e.state,
+            previous=e.previous,
+            consecutive_failures=e.consecutive_failures,
+            open_for_ms=_ms(e.open_for_s),
+        )
+
+    @handles(AIFallbackUsed)
+    def on_ai_fallback(self, e: AIFallbackUsed) -> None:
+        """ai.fallback.used (warning): the fallback answered instead of the provider."""
+        self._log.warning(
+            e.name,
+            component="ai",
+            provider=e.provider,
+            fallback_model=e.fallback_model,
+            reason=e.reason,
+            **self._cid(e.correlation_id),
+        )
+
+    @handles(AIBudgetChanged)
+    def on_ai_budget_changed(self, e: AIBudgetChanged) -> None:
+        """ai.budget.changed: warning at 80%, error when exhausted, info on a new day."""
+        if e.state == "exhausted":
+            method = self._log.error
+        elif e.state == "warning":
+            method = self._log.warning
+        else:
+            method = self._log.info
+        method(
+            e.name,
+            component="ai",
+            state=e.state,
+            spent_usd=e.spent_usd,
+            budget_usd=e.budget_usd,
+            day=e.day,
+        )
+
     # --- cache, sessions, features -------------------------------------------------------
 
+    @handles(CacheLookup)
     def on_cache_lookup(self, e: CacheLookup) -> None:
         """cache.lookup (debug)."""
         self._log.debug(e.name, component="cache", hit=e.hit, entries=e.entries)
 
+    @handles(CacheEvicted)
     def on_cache_evicted(self, e: CacheEvicted) -> None:
         """cache.evicted (debug)."""
         self._log.debug(e.name, component="cache", count=e.count, entries=e.entries)
 
+    @handles(SessionStarted)
     def on_session_started(self, e: SessionStarted) -> None:
         """session.started (info)."""
         self._log.info(
             e.name, component="chat", session_id=e.session_id, user_id=e.user_id, resumed=e.resumed
         )
 
+    @handles(SessionEnded)
     def on_session_ended(self, e: SessionEnded) -> None:
         """session.ended (info)."""
         self._log.info(
@@ -303,12 +418,14 @@ class EventLogger:
             messages=e.messages,
         )
 
+    @handles(FeatureUsed)
     def on_feature_used(self, e: FeatureUsed) -> None:
         """feature.used (debug)."""
         self._log.debug(e.name, component="chat", feature=e.feature)
 
     # --- errors and security -------------------------------------------------------------
 
+    @handles(ErrorOccurred)
     def on_error(self, e: ErrorOccurred) -> None:
         """error.unhandled (error, with stack trace) or error.<type>."""
         fields: dict[str, Any] = {
@@ -331,6 +448,7 @@ class EventLogger:
         else:
             self._log.error(f"error.{_name(e.type)}", **fields)
 
+    @handles(SecurityEvent)
     def on_security_event(self, e: SecurityEvent) -> None:
         """security.<type> (warning) with the client's IP and user agent."""
         self._log.warning(

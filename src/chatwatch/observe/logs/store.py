@@ -32,20 +32,16 @@ from sqlalchemy.exc import IntegrityError
 
 from chatwatch.clock import Clock
 from chatwatch.observe.logs.pipeline import LEVELS, LogMetrics, get_logger
-from chatwatch.observe.logs.query import (
-    LogFilters,
-    encode_cursor,
-    format_time,
-    to_fts5,
-    to_tsquery,
-)
+from chatwatch.observe.logs.query import LogFilters, encode_cursor, to_fts5, to_tsquery
 from chatwatch.store.db import Database
 from chatwatch.store.log_tables import ID_NODE_BITS, log_records
+from chatwatch.timefmt import format_time
 
 __all__ = ["LogStore", "SheddingQueue", "shedding_tier"]
 
 _NODE_MASK = (1 << ID_NODE_BITS) - 1
 _STEP = 1 << ID_NODE_BITS
+_MAX_ID = 2**63 - 1
 _SEARCH_TEXT_KEYS = ("message", "detail", "error.type", "error.message")
 _BUCKETS = (60, 300, 900, 1800, 3600, 10800, 21600, 43200, 86400, 604800)
 _MAX_BUCKETS = 60
@@ -58,8 +54,9 @@ _log = get_logger("logstore")
 
 
 def time_to_id(ts: float) -> int:
-    """The smallest record id at or after ``ts``."""
-    return int(ts * 1_000_000) << ID_NODE_BITS
+    """The smallest record id at or after ``ts`` (capped at the largest BIGINT: ids end
+    in the year 2255, and a later bound must not overflow the database's integer)."""
+    return min(int(ts * 1_000_000), _MAX_ID >> ID_NODE_BITS) << ID_NODE_BITS
 
 
 @functools.lru_cache(maxsize=64)

@@ -127,14 +127,24 @@ class _Cooperative(Collector):
                 yield self._cooperative(metric)
             return
         for collector in collectors:
-            if isinstance(collector, MetricWrapperBase):
-                yield self._cooperative(self._build(collector))
+            built = self._build(collector) if isinstance(collector, MetricWrapperBase) else None
+            if built is not None:
+                yield self._cooperative(built)
             else:
                 for metric in collector.collect():
                     yield self._cooperative(metric)
 
+    @classmethod
+    def _build(cls, wrapper: MetricWrapperBase) -> Metric | None:
+        """The wrapper's family built in strides, or None if this release lacks an internal
+        it reads (then its public ``collect()`` builds it)."""
+        try:
+            return cls._build_in_strides(wrapper)
+        except AttributeError:
+            return None
+
     @staticmethod
-    def _build(wrapper: MetricWrapperBase) -> Metric:
+    def _build_in_strides(wrapper: MetricWrapperBase) -> Metric:
         # What MetricWrapperBase.collect() does, with a chance to hand over every stride.
         metric: Metric = wrapper._get_metric()  # type: ignore[no-untyped-call]
         name = wrapper._name

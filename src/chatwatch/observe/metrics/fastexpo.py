@@ -8,6 +8,10 @@ own metric classes (counter, gauge, histogram, summary) take this path, and only
 sample carries a timestamp, an exemplar or a native histogram; everything else (other
 collectors, multiprocess files) is rendered by prometheus_client itself, family by family.
 Tests compare the output with ``generate_latest`` on many registries.
+
+The prometheus_client internals read here (the OpenMetrics escaping helpers, the metric
+wrappers' children) exist in the tested releases (see ``pyproject.toml``); when a release
+lacks one, ``format_of`` says so and everything is rendered by the library's public encoders.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from prometheus_client.openmetrics import exposition as om_format
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-__all__ = ["FastRenderer", "format_of", "registry_collectors"]
+__all__ = ["FastRenderer", "format_of", "internals_available", "registry_collectors"]
 
 # The library leaves these untyped; typed aliases keep the calls below checked.
 _float_text: Callable[[float], str] = floatToGoString
@@ -32,13 +36,30 @@ _text_latest: Callable[[Collector], bytes] = text_format.generate_latest
 _om_latest: Callable[[Collector], bytes] = om_format.generate_latest
 _FAST_TYPES = frozenset({"counter", "gauge", "histogram", "summary"})
 _TEXT_SIDE_SUFFIXES = ("_created", "_gsum", "_gcount")
-_ALLOWUTF8 = om_format.ALLOWUTF8
-_UNDERSCORES = om_format.UNDERSCORES
+# The private (or recent) parts of the OpenMetrics encoder the fast path formats with.
+_OM_INTERNALS = (
+    "escape_metric_name",
+    "escape_label_name",
+    "_escape",
+    "_is_legacy_labelname_rune",
+    "ALLOWUTF8",
+    "UNDERSCORES",
+)
+_ALLOWUTF8: Any = getattr(om_format, "ALLOWUTF8", None)
+_UNDERSCORES: Any = getattr(om_format, "UNDERSCORES", None)
+
+
+def internals_available() -> bool:
+    """Whether this prometheus_client has every internal the fast path formats with."""
+    return all(hasattr(om_format, name) for name in _OM_INTERNALS)
 
 
 def format_of(encoder: Callable[..., bytes]) -> str | None:
     """``"text"`` or ``"openmetrics"`` when ``encoder`` (from ``choose_encoder``) renders that
-    format with the default escaping, else None (then only the library renders it)."""
+    format with the default escaping and the fast path can reproduce it, else None (then only
+    the library renders it)."""
+    if not internals_available():
+        return None
     func, kwargs = encoder, {}
     if isinstance(encoder, functools.partial):
         func, kwargs = encoder.func, dict(encoder.keywords)
@@ -116,8 +137,11 @@ class FastRenderer:
         out: list[str] = []
         seen: dict[int, tuple[Any, str, str, dict[tuple[str, ...], _Series]]] = {}
         for collector in collectors:
-            fast = isinstance(collector, MetricWrapperBase) and collector._type in _FAST_TYPES
-            if fast and self._family(collector, fmt, out, seen):  # type: ignore[arg-type]
+            fast = (
+                isinstance(collector, MetricWrapperBase)
+                and getattr(collector, "_type", None) in _FAST_TYPES
+            )
+            if fast and self._fast_family(collector, fmt, out, seen):  # type: ignore[arg-type]
                 continue
             for metric in collector.collect():
                 out.append(_library(metric, fmt))
@@ -126,6 +150,21 @@ class FastRenderer:
         if fmt == "openmetrics":
             out.append("# EOF\n")
         return "".join(out).encode("utf-8")
+
+    def _fast_family(
+        self,
+        wrapper: MetricWrapperBase,
+        fmt: str,
+        out: list[str],
+        seen: dict[int, tuple[Any, str, str, dict[tuple[str, ...], _Series]]],
+    ) -> bool:
+        """``_family``, or False when a wrapper internal it reads is missing in this release."""
+        try:
+            return self._family(wrapper, fmt, out, seen)
+        except AttributeError:
+            # ``_family`` appends to ``out`` only once it has every line, so nothing is half
+            # written: the library renders this family instead.
+            return False
 
     def _family(
         self,

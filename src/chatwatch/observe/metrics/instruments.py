@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from chatwatch.vocabulary import ErrorType
+
 __all__ = [
     "AI_LATENCY_BUCKETS",
     "ALERT_SEVERITIES",
@@ -70,15 +72,7 @@ _LONG_BUCKETS = (
 )
 _COUNT_BUCKETS = (1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 55.0, 89.0, 144.0, 233.0)
 
-ERROR_TYPES = (
-    "authentication",
-    "authorization",
-    "validation",
-    "system",
-    "timeout",
-    "rate_limit",
-    "ai_provider",
-)
+ERROR_TYPES: tuple[str, ...] = tuple(ErrorType)
 CACHE_RESULTS = ("hit", "miss")
 ALERT_SEVERITIES = ("low", "medium", "high", "critical")
 
@@ -150,6 +144,23 @@ class ChatInstruments:
             buckets=_FAST_BUCKETS,
             registry=r,
         )
+        self.replies_cancelled = Counter(
+            "chat_replies_cancelled_total",
+            "Replies stopped because the visitor left mid-reply (not errors), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.message_replays = Counter(
+            "chat_message_replays_total",
+            "Messages re-sent with an id already stored: ack and reply replayed, no AI call.",
+            registry=r,
+        )
+        self.rejections_suppressed = Counter(
+            "chat_message_rejections_suppressed_total",
+            "Bad frames past a connection's limit, counted in a summary rather than one by one.",
+            ["code"],
+            registry=r,
+        )
         self.broadcasts = Counter("chat_broadcasts_total", "Broadcasts sent.", registry=r)
         self.broadcast_recipients = Counter(
             "chat_broadcast_recipients_total", "Frames delivered by broadcasts.", registry=r
@@ -192,6 +203,37 @@ class ChatInstruments:
             "AI calls of a model with no known price.",
             ["provider"],
             registry=r,
+        )
+        self.ai_retries = Counter(
+            "chat_ai_retries_total",
+            "AI calls tried once more after failing before their first byte.",
+            ["provider"],
+            registry=r,
+        )
+        self.ai_circuit_state = Gauge(
+            "chat_ai_circuit_state",
+            "AI circuit breaker state: 0 closed, 1 half open, 2 open.",
+            ["provider"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.ai_circuit_transitions = Counter(
+            "chat_ai_circuit_transitions_total",
+            "AI circuit breaker state changes, by the state entered.",
+            ["provider", "state"],
+            registry=r,
+        )
+        self.ai_fallback = Counter(
+            "chat_ai_fallback_total",
+            "Replies given by the fallback instead of the AI provider, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.ai_budget_used = Gauge(
+            "chat_ai_budget_used_ratio",
+            "Today's (UTC) AI spend as a fraction of ai.daily_budget_usd.",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         # users
         self.active_users = Gauge(

@@ -10,7 +10,18 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client import Counter
 
+from chatwatch.vocabulary import (
+    AIOutcome,
+    CloseReason,
+    ErrorCode,
+    QuickActionName,
+    SecurityEventType,
+)
+
 __all__ = [
+    "AI_OUTCOMES",
+    "CIRCUIT_STATES",
+    "CLIENT_MISTAKES",
     "CLOSE_REASONS",
     "ERROR_CODES",
     "FAIL_REASONS",
@@ -23,24 +34,24 @@ __all__ = [
     "SECURITY_TYPES",
     "LabelCap",
     "LabelledCounter",
+    "collected_total",
     "counter_value",
 ]
 
 MODEL_LABEL_LIMIT = 20
+# Label sets come from the shared vocabulary, so the chat side and the metrics cannot drift.
+ERROR_CODES: tuple[str, ...] = tuple(ErrorCode)
 # Error frames that come from a failure after the frame was accepted (SPEC §4), announced by
-# ErrorOccurred; the other codes are announced by FrameRejected.
-LATE_ERROR_CODES = frozenset({"ai_unavailable", "internal"})
+# ErrorOccurred; the client's mistakes are announced by FrameRejected.
+LATE_ERROR_CODES = frozenset(c for c in ErrorCode if not c.is_client_mistake)
+CLIENT_MISTAKES = frozenset(c for c in ErrorCode if c.is_client_mistake)
+CLOSE_REASONS: tuple[str, ...] = tuple(CloseReason)
+SECURITY_TYPES: tuple[str, ...] = tuple(SecurityEventType)
+QUICK_ACTIONS: tuple[str, ...] = tuple(QuickActionName)
+AI_OUTCOMES: tuple[str, ...] = tuple(AIOutcome)
+CIRCUIT_STATES = ("closed", "half_open", "open")
 FRAME_TYPES_IN = ("message", "quick_action", "ping")
 FRAME_TYPES_OUT = ("connected", "ack", "ai_delta", "ai_message", "error", "pong")
-ERROR_CODES = (
-    "invalid_json",
-    "invalid_frame",
-    "message_too_large",
-    "rate_limited",
-    "ai_unavailable",
-    "internal",
-)
-CLOSE_REASONS = ("client_closed", "server_shutdown", "error", "protocol_error")
 FAIL_REASONS = (
     "auth_missing",
     "auth_invalid",
@@ -50,17 +61,10 @@ FAIL_REASONS = (
     "shutting_down",
     "internal",
 )
-SECURITY_TYPES = (
-    "auth_failed",
-    "admin_denied",
-    "rate_limited",
-    "oversized_frame",
-    "malformed_frame",
-    "too_many_connections",
-    "forbidden_session",
-)
-QUICK_ACTIONS = ("pricing", "services", "book_consultation", "talk_to_human")
 FEATURES = ("resume", "quick_action", "history", "guest_login", "ping", "handoff")
+# The attribute behind a counter child's value; when a prometheus_client release renames it,
+# ``counter_value`` reads the child through its public ``collect()`` instead.
+_VALUE_ATTR = "_value"
 
 
 class LabelCap:
@@ -87,23 +91,26 @@ def counter_value(child: Counter) -> float:
     """The current value of one counter child."""
     # prometheus_client offers no public read of one child short of a full collect();
     # ``_value.get()`` is what its own collect() calls, and it is cheap and thread-safe.
-    return float(child._value.get())
+    value = getattr(child, _VALUE_ATTR, None)
+    if value is not None:
+        return float(value.get())
+    return collected_total(child)
+
+
+def collected_total(child: Counter) -> float:
+    """A counter child's value through the public ``collect()`` (slower; the fallback)."""
+    for metric in child.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                return float(sample.value)
+    return 0.0
 
 
 class LabelledCounter:
-    """A labelled counter whose children are bound once per capped value, told to ``track``."""
+    """A one-label counter whose children are bound once per capped value."""
 
-    def __init__(
-        self,
-        track: Callable[[tuple[str, ...], Counter], None],
-        counter: Counter,
-        cap: LabelCap,
-        keys: tuple[str, ...],
-        prefix: str | None = None,
-        prebind: Iterable[str] = (),
-    ) -> None:
-        self._track, self._counter, self._cap = track, counter, cap
-        self._keys, self._prefix = keys, prefix
+    def __init__(self, counter: Counter, cap: LabelCap, prebind: Iterable[str] = ()) -> None:
+        self._counter, self._cap = counter, cap
         self.children: dict[str, Counter] = {}
         # Bound ``inc`` of each child by raw value: the hot handlers' one lookup.
         self.incs: dict[str, Callable[[], None]] = {}
@@ -120,8 +127,6 @@ class LabelledCounter:
         child = self._by_label.get(label)
         if child is None:
             child = self._by_label[label] = self._counter.labels(label)
-            keys = self._keys + ((f"{self._prefix}.{label}",) if self._prefix else ())
-            self._track(keys, child)
         if len(self.children) < 256:  # junk raw strings would otherwise grow this forever
             self.children[raw] = child
             self.incs[raw] = child.inc
@@ -134,3 +139,11 @@ class LabelledCounter:
     def labels(self) -> list[str]:
         """The label values bound so far."""
         return list(self._by_label)
+
+    def values(self) -> dict[str, float]:
+        """Each bound label value's count."""
+        return {label: counter_value(child) for label, child in self._by_label.items()}
+
+    def total(self) -> float:
+        """The sum over every label value."""
+        return sum(counter_value(child) for child in self._by_label.values())

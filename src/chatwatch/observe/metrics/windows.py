@@ -3,8 +3,8 @@
 Neither kind of window costs anything per event on the chat path beyond a list append:
 
 * ``SnapshotRing`` keeps periodic snapshots of cumulative totals (read from the Prometheus
-  counters that are incremented anyway), so a rate over the window is the difference
-  between now and the snapshot taken one window ago, like Prometheus' own ``rate()``.
+  counters that are incremented anyway), so the growth over the window is the difference
+  between now and the snapshot taken one window ago, like Prometheus' own ``increase()``.
 * ``LatencyWindow`` buffers raw observations in a list and folds them into a DDSketch per
   time bucket when ``fold()`` runs (every tick and before every read); the buckets still
   inside the window are merged for p50/p95/p99 with DDSketch's relative-error guarantee.
@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from ddsketch import DDSketch
 
@@ -37,8 +38,7 @@ QUANTILES = (0.5, 0.95, 0.99)
 # Below a microsecond a duration is noise; clamping keeps DDSketch's dense store small
 # (a single 1e-300 would otherwise stretch it over tens of thousands of empty bins).
 _SMALLEST = 1e-6
-# A rate over a span shorter than this is not a rate yet.
-_MIN_SPAN = 1.0
+T = TypeVar("T")
 
 
 def bucket_step(window: float, buckets: int = 30) -> float:
@@ -135,51 +135,40 @@ class LatencyWindow:
         return LatencySummary(p50, p95, p99, count)
 
 
-class SnapshotRing:
-    """Timed snapshots of cumulative totals, enough to difference them over one window."""
+class SnapshotRing(Generic[T]):
+    """Timed snapshots of a cumulative value, enough to difference it over one window."""
 
     def __init__(self, clock: Clock, window: float, *, step: float | None = None) -> None:
         self._clock = clock
         self.window = window
         self._step = step if step is not None else bucket_step(window, 60)
-        self._snaps: deque[tuple[float, dict[str, float]]] = deque()
+        self._snaps: deque[tuple[float, T]] = deque()
 
-    def restart(self, totals: Mapping[str, float]) -> None:
-        """Drop history and take ``totals`` as the baseline from now on."""
+    def restart(self, value: T) -> None:
+        """Drop history and take ``value`` as the baseline from now on."""
         self._snaps.clear()
-        self._snaps.append((self._clock.monotonic(), dict(totals)))
+        self._snaps.append((self._clock.monotonic(), value))
 
-    def record(self, totals: Mapping[str, float]) -> None:
-        """Keep a snapshot of ``totals`` if none was taken in the current step."""
+    def record(self, value: T) -> None:
+        """Keep a snapshot of ``value`` if none was taken in the current step."""
         now = self._clock.monotonic()
         if not self._snaps or now - self._snaps[-1][0] >= self._step:
-            self._snaps.append((now, dict(totals)))
+            self._snaps.append((now, value))
         # Keep exactly one snapshot at or before the window's start: the baseline.
         edge = now - self.window
         while len(self._snaps) >= 2 and self._snaps[1][0] <= edge:
             self._snaps.popleft()
 
-    def _baseline(self) -> tuple[float, dict[str, float]] | None:
-        edge = self._clock.monotonic() - self.window
+    def baseline(self) -> tuple[T, float] | None:
+        """The snapshot a window ago (or the oldest, if younger) and the seconds since it."""
+        now = self._clock.monotonic()
+        edge = now - self.window
         base = None
         for snap in self._snaps:
             if snap[0] <= edge or base is None:
                 base = snap
             else:
                 break
-        return base
-
-    def deltas(self, totals: Mapping[str, float]) -> tuple[dict[str, float], float]:
-        """Growth of each total since the baseline, and the seconds that growth took."""
-        base = self._baseline()
         if base is None:
-            return {k: 0.0 for k in totals}, 0.0
-        t0, then = base
-        span = self._clock.monotonic() - t0
-        return {k: v - then.get(k, 0.0) for k, v in totals.items()}, span
-
-    def rates(self, totals: Mapping[str, float]) -> dict[str, float]:
-        """Per-second rate of each total over the window (or since the baseline, if younger)."""
-        growth, span = self.deltas(totals)
-        span = max(span, _MIN_SPAN)
-        return {k: v / span for k, v in growth.items()}
+            return None
+        return base[1], now - base[0]

@@ -10,14 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from prometheus_client import CollectorRegistry
 
 from chatwatch.app import build_app
 from chatwatch.chat.providers.base import AIProvider
 from chatwatch.clock import Clock
 from chatwatch.config import Settings
-from chatwatch.server import ChatwatchServer, install_log_filters
+from chatwatch.server import ChatwatchServer, install_log_filters, uvicorn_config
 from chatwatch.services import Services
 from tests.fakes.openai_upstream import fake_openai  # noqa: F401 - re-exported fixture
 
@@ -76,18 +75,8 @@ async def run_live_server(
     """Serve ``settings`` in this event loop until the block ends."""
     install_log_filters()
     app = build_app(settings, clock=clock, registry=registry, provider=provider)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=settings.server.port,
-        ws_max_size=settings.limits.frame_limit,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-        proxy_headers=bool(settings.server.forwarded_allow_ips),
-        forwarded_allow_ips=",".join(settings.server.forwarded_allow_ips) or None,
-    )
+    # The production config (HTTP limits and parser included), with a shorter shutdown.
+    config = uvicorn_config(app, settings, timeout_graceful_shutdown=5)
     server = ChatwatchServer(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())

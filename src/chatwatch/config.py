@@ -105,6 +105,25 @@ class ServerSettings(_Section):
     )
     api_docs: bool = Field(True, description="serve /api/docs and /api/openapi.json")
 
+    # HTTP limits (issue 8), enforced by server.GuardedHttpProtocol before the app sees a
+    # request: the request line and headers together over max_header_bytes, or more than
+    # max_headers header lines → 431; headers not complete header_timeout seconds after the
+    # connection opened or the request's first byte → 408 and closed (a silent connection
+    # is just closed); a keep-alive connection idle for keepalive_timeout → closed; more
+    # than http_connections_per_ip connections open from one peer address → 429 and closed
+    # (0: no cap; peers listed in forwarded_allow_ips are proxies, so not capped here —
+    # the app's per-IP limits see their clients' addresses).
+    max_header_bytes: int = Field(16384, ge=1024, le=1_048_576)
+    max_headers: int = Field(100, ge=1, le=10_000)
+    header_timeout: float = Field(10.0, gt=0, description="seconds for a request's headers")
+    keepalive_timeout: float = Field(5.0, gt=0, description="idle keep-alive close, seconds")
+    http_connections_per_ip: int = Field(200, ge=0, description="open HTTP connections per IP")
+
+    @field_validator("header_timeout", "keepalive_timeout", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> float:
+        return parse_duration(v)
+
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, v: str | None) -> str | None:

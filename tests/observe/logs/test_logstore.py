@@ -187,6 +187,96 @@ async def test_queue_overflow_counts_drops_and_keeps_the_rest(
     assert sorted(item["n"] for item in items) == [0, 1, 2, 3, 4]
 
 
+def shed(metrics: LogMetrics, level: str) -> float:
+    """chat_log_records_shed_total{level}."""
+    return float(metrics.shed.labels(level)._value.get())
+
+
+async def test_a_full_queue_sheds_info_records_for_errors(
+    db: Database, clock: FakeClock, log_metrics: LogMetrics
+) -> None:
+    """With the queue full of info records, every error submitted after is still stored.
+
+    Tried before issue 8: 10 info records then 4 errors into a queue of 10 stored the
+    info records and dropped all 4 errors.
+    """
+    store = new_store(db, clock, log_metrics, queue_size=10)
+    for i in range(10):
+        store.submit(make_record("message.received", clock.time(), n=i))
+    for i in range(4):
+        store.submit(make_record("error.unhandled", clock.time(), level="error", n=100 + i))
+    assert dropped(log_metrics) == 4
+    assert shed(log_metrics, "info") == 4
+    assert shed(log_metrics, "error") == 0
+    await store.close()
+    items = await find(store, clock, limit="100")
+    assert sorted(i["n"] for i in items if i["level"] == "error") == [100, 101, 102, 103]
+    # The oldest info records made room, the newer ones stay, in order.
+    assert sorted(i["n"] for i in items if i["level"] == "info") == [4, 5, 6, 7, 8, 9]
+
+
+async def test_shedding_takes_the_least_valuable_first(
+    db: Database, clock: FakeClock, log_metrics: LogMetrics
+) -> None:
+    """Abusive-source records go before other info, info before warnings; errors stay."""
+    store = new_store(db, clock, log_metrics, queue_size=4)
+    now = clock.time()
+    store.submit(make_record("connection.opened", now, n=1))
+    store.submit(make_record("message.rejected", now, n=2, level="warning"))
+    store.submit(make_record("security.rate_limited", now, n=3))
+    store.submit(make_record("ai.request.failed", now, n=4, level="warning"))
+    # Full. An info record evicts the noisy info (3); the next info finds nothing lower.
+    store.submit(make_record("message.received", now, n=5))
+    store.submit(make_record("message.received", now, n=6))
+    # A warning evicts the oldest info (1), the next one the last info (5); then an
+    # error evicts the noisy warning (2) before the plain one (4).
+    store.submit(make_record("ai.request.retried", now, n=7, level="warning"))
+    store.submit(make_record("ai.request.retried", now, n=8, level="warning"))
+    store.submit(make_record("error.unhandled", now, n=9, level="error"))
+    await store.close()
+    kept = sorted(i["n"] for i in await find(store, clock, limit="100"))
+    assert kept == [4, 7, 8, 9]
+    assert dropped(log_metrics) == 5
+    assert (shed(log_metrics, "info"), shed(log_metrics, "warning")) == (4, 1)
+
+
+async def test_a_queue_full_of_errors_refuses_more_and_counts_them(
+    db: Database, clock: FakeClock, log_metrics: LogMetrics
+) -> None:
+    """Errors are never evicted: when only errors are queued, the newcomer is dropped."""
+    store = new_store(db, clock, log_metrics, queue_size=3)
+    for i in range(5):
+        store.submit(make_record("error.unhandled", clock.time(), level="error", n=i))
+    assert (dropped(log_metrics), shed(log_metrics, "error")) == (2, 2)
+    assert store.pending == 3
+    await store.close()
+    assert sorted(i["n"] for i in await find(store, clock)) == [0, 1, 2]
+
+
+async def test_shedding_from_many_threads_loses_nothing_uncounted(
+    db: Database, clock: FakeClock, log_metrics: LogMetrics
+) -> None:
+    """Threads flooding a small queue while it drains: stored + dropped = submitted."""
+    store = new_store(db, clock, log_metrics, queue_size=50, batch_size=20)
+    await store.start()
+    levels = ("info", "debug", "warning", "error")
+
+    def work(k: int) -> None:
+        for i in range(400):
+            store.submit(make_record("flood", clock.time(), level=levels[(i + k) % 4], n=i))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    await asyncio.gather(*(asyncio.to_thread(t.join) for t in threads))
+    await store.close()
+    stored = log_metrics.stored._value.get()
+    assert stored + dropped(log_metrics) == 1600
+    assert store.pending == 0
+    stats = await store.stats(since=clock.time() - 60, until=clock.time() + 60)
+    assert stats["total"] == stored
+
+
 async def test_submit_from_another_thread(store: LogStore, clock: FakeClock) -> None:
     """Records submitted from a non-loop thread are stored too."""
 

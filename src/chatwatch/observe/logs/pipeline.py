@@ -92,6 +92,13 @@ class LogMetrics:
             "Log records written to stdout that did not reach the log store.",
             registry=registry,
         )
+        self.shed = Counter(
+            "chat_log_records_shed_total",
+            "Log records dropped because the log store's queue was full, by the level of the"
+            " record lost (the least valuable goes first; also in the dropped total).",
+            ["level"],
+            registry=registry,
+        )
         self.stored = Counter(
             "chat_log_records_stored_total",
             "Log records written to the log store.",
@@ -111,6 +118,7 @@ class LogMetrics:
         )
         # Children bound once: counting is on every record's path.
         self._by_level = {level: self.records.labels(level) for level in LEVELS}
+        self._shed_by_level = {level: self.shed.labels(level) for level in LEVELS}
 
     def count(self, level: str) -> None:
         """Count one record at ``level``."""
@@ -118,9 +126,13 @@ class LogMetrics:
         if child is not None:
             child.inc()
 
-    def count_dropped(self, n: int = 1) -> None:
-        """Count ``n`` records that will never be stored."""
+    def count_dropped(self, n: int = 1, *, level: str | None = None) -> None:
+        """Count ``n`` records that will never be stored; ``level`` when the queue shed them."""
         self.dropped.inc(n)
+        if level is not None:
+            child = self._shed_by_level.get(level)
+            if child is not None:
+                child.inc(n)
 
 
 class _State:

@@ -8,59 +8,57 @@ One structlog processor, ``Sanitizer``, walks a record once and, for every value
   ``Bearer …``/``Basic …`` credentials, ``password=…``-style pairs, ``Authorization:`` and
   ``Cookie:`` header lines, PEM private keys, AWS and Slack keys, and any exact value
   registered with ``add_secret`` (the admin token, the JWT secret, the AI API key);
+  a string holding ``%XX`` escapes is also scrubbed percent-decoded, as the service reads
+  a query string, so ``?%74oken=…`` or a percent-encoded admin token is redacted too;
 - neutralises control characters (newlines, ANSI escapes, bidi overrides) into visible
   escapes, so that even a console renderer writes one record per line;
 - truncates long strings and large containers, saying how much was cut;
 - turns values JSON cannot hold (objects, bytes, huge ints) into bounded strings.
 
-Speed: a regex pass over every string would cost the pipeline about 3× (issue 4), so the
-regexes run only on strings that contain a cheap marker (``eyj``, ``bearer``, ``token``…),
-and the verdict for short strings is memoised: context values (ids, IP, user agent) repeat
-on every record of a connection, so most strings cost one dict look-up.
+Work is linear in the input and bounded per record (issue 8): no pattern below can
+backtrack more than a constant number of times per character (possessive quantifiers,
+and a JWT start found once per run of token characters, not at each ``eyJ``); at most
+``max_chars + 4096`` characters of one string and ``max_record_chars`` of one record are
+scanned; what is past the record's budget is replaced, never written unscanned.
+
+Speed: a regex pass over every string would cost the pipeline about 3× (issue 4), so each
+pattern runs only on strings that contain one of its markers (``eyj``, ``bearer``,
+``token``…), and the verdict for short strings is memoised: context values (ids, IP, user
+agent) repeat on every record of a connection, so most strings cost one dict look-up.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import unquote
 
 __all__ = ["REDACTED", "Sanitizer", "is_sensitive_key"]
 
 REDACTED = "[REDACTED]"
+OVER_BUDGET = "[omitted: record too large to scan]"
 
-# Lower-case substrings at least one of which every redaction pattern below needs.
-_MARKERS = (
-    "eyj",
-    "sk-",
-    "sk_",
-    "bearer",
-    "basic ",
-    "passw",
-    "pwd",
-    "secret",
-    "token",
-    "api_key",
-    "apikey",
-    "api-key",
-    "authoriz",
-    "cookie",
-    "credential",
-    "private",
-    "akia",
-    "xox",
-    "signature",
-    "access_key",
-    "access-key",
-)
+
+class _Rule(NamedTuple):
+    """A secret shape: run ``pattern`` when the lower-cased text holds one of ``markers``."""
+
+    markers: tuple[str, ...]
+    pattern: re.Pattern[str]
+    replacement: str
+
 
 _KEYWORDS = (
     r"password|passwd|pwd|secret|token|api[_-]?key|authorization|cookie|credentials?"
     r"|private[_-]?key|access[_-]?key|signature"
 )
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # PEM blocks first: their base64 body would otherwise be left half-redacted.
-    (
+# Each pattern is linear: a quantifier is possessive (``*+``) wherever what follows it can
+# never match what it gave back, so a failed match costs one scan, not one per split.
+_RULES: tuple[_Rule, ...] = (
+    # PEM blocks first: their base64 body would otherwise be left half-redacted. Each
+    # BEGIN or END scans only the letters after it, and those runs never overlap.
+    _Rule(
+        ("private",),
         re.compile(
             r"-----BEGIN[A-Z ]*PRIVATE KEY-----.*?(?:-----END[A-Z ]*PRIVATE KEY-----|$)",
             re.S,
@@ -68,27 +66,69 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         REDACTED,
     ),
     # Whole header lines: a cookie or authorization value may contain spaces and '='.
-    (
+    _Rule(
+        ("authoriz", "cookie", "x-api-key"),
         re.compile(
-            r"(?im)((?:proxy-)?authorization|set-cookie|cookie|x-api-key)(\s*[:=]\s*)[^\r\n]*"
+            r"(?im)((?:proxy-)?authorization|set-cookie|cookie|x-api-key)(\s*+[:=]\s*+)"
+            r"[^\r\n]*+"
         ),
         r"\1\2" + REDACTED,
     ),
-    (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.?[A-Za-z0-9_-]*"), REDACTED),
-    (re.compile(r"(?i)\b(bearer)(\s+)[A-Za-z0-9._~+/=-]+"), r"\1\2" + REDACTED),
-    (re.compile(r"\b(Basic)(\s+)[A-Za-z0-9+/]{8,}={0,2}"), r"\1\2" + REDACTED),
-    (re.compile(r"(?<![A-Za-z0-9])(?:sk|rk)[-_][A-Za-z0-9_-]{8,}"), REDACTED),
-    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), REDACTED),
-    (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{8,}"), REDACTED),
-    (
+    # A JWT may start anywhere in a run of token characters, but only the run's first
+    # ``eyJ`` needs trying: a later one leaves fewer characters before the dot, so fails
+    # too. Trying each ``eyJ`` made ``eyJeyJeyJ…`` quadratic.
+    _Rule(
+        ("eyj",),
         re.compile(
-            r"(?i)((?<![a-z0-9])[a-z0-9_.-]*?(?:" + _KEYWORDS + r"))"
-            r"([\"']?\s*[:=]\s*[\"']?)"
-            r"(?!\[REDACTED\])[^\s\"'&,;)}\]]+"
+            r"(?<![A-Za-z0-9_-])((?:(?!eyJ)[A-Za-z0-9_-])*+)"
+            r"eyJ[A-Za-z0-9_-]{4,}+\.[A-Za-z0-9_-]{4,}+\.?[A-Za-z0-9_-]*+"
+        ),
+        r"\1" + REDACTED,
+    ),
+    _Rule(("bearer",), re.compile(r"(?i)\b(bearer)(\s++)[A-Za-z0-9._~+/=-]++"), r"\1\2" + REDACTED),
+    _Rule(("basic",), re.compile(r"\b(Basic)(\s++)[A-Za-z0-9+/]{8,}+={0,2}"), r"\1\2" + REDACTED),
+    _Rule(
+        ("sk-", "sk_", "rk-", "rk_"),
+        re.compile(r"(?<![A-Za-z0-9])(?:sk|rk)[-_][A-Za-z0-9_-]{8,}+"),
+        REDACTED,
+    ),
+    _Rule(("akia",), re.compile(r"\bAKIA[0-9A-Z]{16}\b"), REDACTED),
+    _Rule(("xox",), re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{8,}+"), REDACTED),
+    # ``name=value`` pairs whose name ends in a keyword. The name before the keyword is
+    # not matched (it is kept as it is anyway): matching it lazily, as before issue 8,
+    # retried every keyword position from every start: ``/`` + 8,000 dots took 5 s.
+    _Rule(
+        (
+            "passw",
+            "pwd",
+            "secret",
+            "token",
+            "api_key",
+            "apikey",
+            "api-key",
+            "authoriz",
+            "cookie",
+            "credential",
+            "private",
+            "access",
+            "signature",
+        ),
+        re.compile(
+            r"(?i)(" + _KEYWORDS + r")"
+            r"([\"']?\s*+[:=]\s*+[\"']?)"
+            r"(?!\[REDACTED\])[^\s\"'&,;)}\]]++"
         ),
         r"\1\2" + REDACTED,
     ),
 )
+
+# Any marker at all: one pass over a string that has none (most of them), instead of one
+# ``in`` per marker. Literals without IGNORECASE let the engine skip to candidate letters.
+_ANY_MARKER = re.compile("|".join(sorted({re.escape(m) for r in _RULES for m in r.markers})))
+
+# The only non-ASCII characters that ``re.IGNORECASE`` matches to ASCII letters; folded
+# before the marker test so that ``paſsword=`` is not waved through by it.
+_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
 
 _SENSITIVE_KEY = re.compile(
     r"(?:^|[_.])(?:password|passwd|pwd|secret|token|api_?key|authorization|auth|cookie"
@@ -123,6 +163,7 @@ class Sanitizer:
         max_trace_chars: int = 16384,
         max_items: int = 64,
         max_depth: int = 4,
+        max_record_chars: int = 65536,
         trace_keys: Iterable[str] = ("error.stack_trace",),
         skip_keys: Iterable[str] = ("timestamp", "level"),
         secrets: Iterable[str] = (),
@@ -133,6 +174,7 @@ class Sanitizer:
         self.max_trace_chars = max_trace_chars
         self.max_items = max_items
         self.max_depth = max_depth
+        self.max_record_chars = max_record_chars
         self._trace_keys = frozenset(trace_keys)
         self._skip_keys = frozenset(skip_keys)
         self._secrets: tuple[str, ...] = ()
@@ -152,9 +194,11 @@ class Sanitizer:
         self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         """Sanitise every field of ``event_dict`` in place."""
-        # Hot path: locals and one memo look-up per key and per short string.
+        # Hot path: locals and one memo look-up per key and per short string. The record's
+        # scanning budget is only made when a long string or a container needs it.
         kinds = self._key_kinds
         memo = self._memo
+        budget: list[int] | None = None
         for key, value in event_dict.items():
             kind = kinds.get(key)
             if kind is None:
@@ -167,7 +211,9 @@ class Sanitizer:
                         if clean is None:
                             clean = self._short_text(value)
                     else:
-                        clean = self._text(value, self.max_chars)
+                        if budget is None:
+                            budget = [self.max_record_chars]
+                        clean = self._text(value, self.max_chars, budget)
                 elif value is None or cls is bool or cls is float:
                     continue
                 elif cls is int:
@@ -175,30 +221,54 @@ class Sanitizer:
                         continue
                     clean = str(value)[: self.max_chars]
                 else:
-                    clean = self._nested(value, 1)
+                    if budget is None:
+                        budget = [self.max_record_chars]
+                    clean = self._nested(value, 1, budget)
                 if clean is not value:
                     event_dict[key] = clean
             elif kind == _SECRET:
                 if value is not None:
                     event_dict[key] = REDACTED
             elif kind == _TRACE:
+                if budget is None:
+                    budget = [self.max_record_chars]
                 event_dict[key] = (
-                    self._text(value, self.max_trace_chars, keep_newlines=True)
+                    self._text(value, self.max_trace_chars, budget, keep_newlines=True)
                     if isinstance(value, str)
-                    else self._nested(value, 1)
+                    else self._nested(value, 1, budget)
                 )
         return event_dict
 
     def scrub(self, text: str) -> str:
-        """``text`` with every secret-shaped part replaced by ``[REDACTED]``."""
-        if self._may_hold_secret(text):
-            for pattern, replacement in _PATTERNS:
-                text = pattern.sub(replacement, text)
-            for secret in self._secrets:
-                text = text.replace(secret, REDACTED)
+        """``text`` with every secret-shaped part replaced by ``[REDACTED]``.
+
+        A string with ``%XX`` escapes is scrubbed again percent-decoded (once, as Starlette
+        decodes a query string); when that finds a secret the decoded, redacted text is
+        returned, since the encoded one would still hold it.
+        """
+        text = self._scrub_once(text)
+        if "%" in text:
+            decoded = unquote(text, errors="replace")
+            if decoded != text:
+                clean = self._scrub_once(decoded)
+                if clean != decoded:
+                    return clean
         return text
 
     # --- strings -------------------------------------------------------------------------
+
+    def _scrub_once(self, text: str) -> str:
+        low = text.lower() if text.isascii() else text.translate(_FOLD).lower()
+        if _ANY_MARKER.search(low) is not None:
+            for markers, pattern, replacement in _RULES:
+                for marker in markers:
+                    if marker in low:
+                        text = pattern.sub(replacement, text)
+                        break
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
 
     def _classify(self, key: str) -> int:
         if key in self._skip_keys:
@@ -217,27 +287,26 @@ class Sanitizer:
         kind = self._key_kinds.get(key)
         return (kind if kind is not None else self._classify(key)) == _SECRET
 
-    def _may_hold_secret(self, text: str) -> bool:
-        low = text.lower()
-        for marker in _MARKERS:
-            if marker in low:
-                return True
-        return any(secret in text for secret in self._secrets)
-
     def _short_text(self, text: str) -> str:
         clean = self._memo.get(text)
         if clean is None:
-            clean = self._text(text, self.max_chars)
+            clean = self._text(text, self.max_chars, [_MEMO_MAX_LEN])
             if len(self._memo) >= _MEMO_MAX_ENTRIES:
                 self._memo.clear()
             self._memo[text] = clean
         return clean
 
-    def _text(self, text: str, limit: int, *, keep_newlines: bool = False) -> str:
+    def _text(
+        self, text: str, limit: int, budget: list[int], *, keep_newlines: bool = False
+    ) -> str:
         original = len(text)
         if original > limit + 4096:
             # Bound the regex work; a secret straddling this cut is beyond the kept part.
             text = text[: limit + 4096]
+        if len(text) > budget[0]:
+            # Never written unscanned: what the record's budget cannot cover is left out.
+            return OVER_BUDGET
+        budget[0] -= len(text)
         text = self.scrub(text)
         if not text.isprintable():
             text = text.translate(_ESCAPES_KEEP_NEWLINES if keep_newlines else _ESCAPES)
@@ -247,43 +316,55 @@ class Sanitizer:
 
     # --- containers and odd types --------------------------------------------------------
 
-    def _nested(self, value: Any, depth: int) -> Any:
+    def _nested(self, value: Any, depth: int, budget: list[int]) -> Any:
         cls = type(value)
         if cls is str:
-            return (
-                self._short_text(value)
-                if len(value) <= _MEMO_MAX_LEN
-                else self._text(value, self.max_chars)
-            )
+            if len(value) <= _MEMO_MAX_LEN:
+                # Memoised, but a container can repeat one string many times: still paid.
+                budget[0] -= len(value) + 1
+                return self._short_text(value) if budget[0] >= 0 else OVER_BUDGET
+            return self._text(value, self.max_chars, budget)
         if value is None or cls is bool or cls is float:
             return value
         if cls is int:
             return value if _INT_MIN <= value <= _INT_MAX else str(value)[: self.max_chars]
         if depth > self.max_depth:
             return "[nested too deep]"
+        if budget[0] <= 0:
+            return OVER_BUDGET
         if isinstance(value, dict):
             out: dict[str, Any] = {}
             for i, (k, v) in enumerate(value.items()):
                 if i >= self.max_items:
                     out["…"] = f"[{len(value) - i} more items]"
                     break
-                name = self._short_text(k if isinstance(k, str) else str(k))[:128]
+                budget[0] -= 1
+                key = k if isinstance(k, str) else str(k)[:_MEMO_MAX_LEN]
+                name = (
+                    self._short_text(key)
+                    if len(key) <= _MEMO_MAX_LEN
+                    else self._text(key, 128, budget)
+                )[:128]
                 out[name] = (
                     REDACTED
                     if self._sensitive(name) and v is not None
-                    else (self._nested(v, depth + 1))
+                    else (self._nested(v, depth + 1, budget))
                 )
             return out
         if isinstance(value, list | tuple | set | frozenset):
-            items = [self._nested(v, depth + 1) for v in list(value)[: self.max_items]]
-            if len(value) > self.max_items:
-                items.append(f"[{len(value) - self.max_items} more items]")
+            items = []
+            for i, v in enumerate(value):
+                if i >= self.max_items:
+                    items.append(f"[{len(value) - self.max_items} more items]")
+                    break
+                budget[0] -= 1
+                items.append(self._nested(v, depth + 1, budget))
             return items
         if isinstance(value, bytes | bytearray | memoryview):
             text = bytes(value[: self.max_chars + 4096]).decode("utf-8", "replace")
-            return self._text(text, self.max_chars)
+            return self._text(text, self.max_chars, budget)
         try:
             text = str(value)
         except Exception:  # a broken __str__ must not lose the record
             text = f"<unprintable {type(value).__name__}>"
-        return self._text(text, self.max_chars)
+        return self._text(text, self.max_chars, budget)

@@ -1,10 +1,13 @@
 """The log store: records queued off the request path, written in batches, searchable.
 
 ``submit`` is called by the logging pipeline for every record, from any thread; it only
-appends to a bounded deque (thread-safe, never blocks) or, when full, counts a drop —
-the record has reached stdout either way. One task (``run``) drains the deque in batches
-with one ``executemany`` each; another deletes expired records in small chunks, so a
-purge never holds the database for long and ingest goes on between chunks.
+appends to a bounded queue (never blocks) or, when full, sheds one record and counts the
+drop — the record has reached stdout either way. What is shed is the least valuable:
+debug/info before warnings before errors, and within a level the records an abusive
+client makes by the thousand (``message.rejected``, ``security.*``) first (issue 8), so a
+flood of junk cannot push an error out of the store. One task (``run``) drains the queue
+in batches with one ``executemany`` each; another deletes expired records in small
+chunks, so a purge never holds the database for long and ingest goes on between chunks.
 
 Ids encode time (see ``chatwatch.store.log_tables``): ``(microseconds << 10) | node``,
 made strictly increasing per writer. The node (random per process) keeps writers that
@@ -34,7 +37,7 @@ from chatwatch.store.db import Database
 from chatwatch.store.log_tables import ID_NODE_BITS, log_records
 from chatwatch.timefmt import format_time
 
-__all__ = ["LogStore"]
+__all__ = ["LogStore", "SheddingQueue", "shedding_tier"]
 
 _NODE_MASK = (1 << ID_NODE_BITS) - 1
 _STEP = 1 << ID_NODE_BITS
@@ -61,6 +64,120 @@ def _sqlite_insert(rows: int) -> str:
     """INSERT of ``rows`` rows in one statement."""
     values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
     return f"INSERT INTO log_records ({_COLUMNS}) VALUES {values}"
+
+
+# Shedding tiers, least valuable first: an incoming record may evict a queued record of a
+# lower tier; errors (the top tier) are never evicted, only refused when all are errors.
+_TOP_TIER = 4
+_TIER_OF_LEVEL = {"debug": 0, "info": 0, "warning": 2, "error": _TOP_TIER, "critical": _TOP_TIER}
+
+
+def shedding_tier(record: dict[str, Any]) -> int:
+    """0 noisy debug/info, 1 debug/info, 2 noisy warnings, 3 warnings, 4 errors.
+
+    Noisy: one bad frame's ``message.rejected`` or a ``security.*`` event, which an abusive
+    client causes at its own rate; the metrics count every one of them anyway.
+    """
+    level = record.get("level")
+    base = _TIER_OF_LEVEL.get(level, 0) if isinstance(level, str) else 0
+    if base == _TOP_TIER:
+        return base
+    event = record.get("event")
+    if event == "message.rejected" or (isinstance(event, str) and event.startswith("security.")):
+        return base
+    return base + 1
+
+
+class SheddingQueue:
+    """A bounded FIFO of records that, when full, drops the least valuable record.
+
+    Thread-safe (one short lock per call: records come from any thread). An evicted record
+    is emptied in place and skipped by ``take``, so eviction is O(1); the entries it
+    leaves are at most ``capacity`` more than the live records.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[dict[str, Any] | asyncio.Future[None]] = deque()
+        # The live records of each evictable tier, oldest first (their order in _items).
+        self._tiers: tuple[deque[dict[str, Any]], ...] = tuple(deque() for _ in range(_TOP_TIER))
+        self._live = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        """Entries waiting: records, flush markers and evicted places alike."""
+        return len(self._items)
+
+    @property
+    def live(self) -> int:
+        """Records waiting to be written."""
+        return self._live
+
+    def offer(self, record: dict[str, Any]) -> str | None:
+        """Queue ``record``; the level of the record dropped to make room (or of this one)."""
+        tier = shedding_tier(record)
+        dropped: str | None = None
+        with self._lock:
+            if self._live >= self.capacity:
+                dropped = self._evict_below(tier)
+                if dropped is None:
+                    return _level_name(record)
+            self._items.append(record)
+            self._live += 1
+            if tier < _TOP_TIER:
+                self._tiers[tier].append(record)
+        return dropped
+
+    def add_marker(self, marker: asyncio.Future[None]) -> None:
+        """Queue a flush marker (never refused, never shed)."""
+        with self._lock:
+            self._items.append(marker)
+
+    def take(self, n: int) -> tuple[list[dict[str, Any]], list[asyncio.Future[None]]]:
+        """Up to ``n`` records, oldest first, stopping after a flush marker if one comes."""
+        batch: list[dict[str, Any]] = []
+        markers: list[asyncio.Future[None]] = []
+        with self._lock:
+            items = self._items
+            while items and len(batch) < n:
+                item = items.popleft()
+                if isinstance(item, asyncio.Future):
+                    markers.append(item)
+                    break
+                if not item:
+                    continue  # evicted: emptied in place by _evict_below
+                self._live -= 1
+                tier = shedding_tier(item)
+                if tier < _TOP_TIER:
+                    refs = self._tiers[tier]
+                    if refs and refs[0] is item:
+                        refs.popleft()
+                batch.append(item)
+        return batch, markers
+
+    def clear(self) -> None:
+        """Forget every queued record (markers included)."""
+        with self._lock:
+            self._items.clear()
+            for refs in self._tiers:
+                refs.clear()
+            self._live = 0
+
+    def _evict_below(self, tier: int) -> str | None:
+        for lower in range(tier):
+            refs = self._tiers[lower]
+            if refs:
+                victim = refs.popleft()
+                level = _level_name(victim)
+                victim.clear()
+                self._live -= 1
+                return level
+        return None
+
+
+def _level_name(record: dict[str, Any]) -> str:
+    level = record.get("level")
+    return level if isinstance(level, str) and level in _TIER_OF_LEVEL else "info"
 
 
 def _text(value: Any, limit: int) -> str | None:
@@ -98,7 +215,7 @@ class LogStore:
         self.delete_chunk = delete_chunk
         self.max_search_text = max_search_text
         self.retry_delay = retry_delay
-        self._queue: deque[dict[str, Any] | asyncio.Future[None]] = deque()
+        self._queue = SheddingQueue(queue_size)
         self._node = random.randrange(_STEP)
         self._last_id = 0
         self._wakeup: asyncio.Event | None = None
@@ -111,13 +228,15 @@ class LogStore:
     # --- ingest ------------------------------------------------------------------------
 
     def submit(self, record: dict[str, Any]) -> None:
-        """Queue ``record`` for storage; never blocks; counts a drop when full or closed."""
+        """Queue ``record`` for storage; never blocks; when full, sheds and counts a drop."""
         queue = self._queue
-        if self._closed or len(queue) >= self.queue_size:
+        if self._closed:
             if self.metrics is not None:
                 self.metrics.count_dropped()
             return
-        queue.append(record)
+        dropped = queue.offer(record)
+        if dropped is not None and self.metrics is not None:
+            self.metrics.count_dropped(level=dropped)
         # Waking the writer early is only safe (and only needed) from the loop's thread;
         # other threads' records are picked up within flush_interval.
         if (
@@ -130,7 +249,7 @@ class LogStore:
     @property
     def pending(self) -> int:
         """Records waiting to be written."""
-        return len(self._queue)
+        return self._queue.live
 
     async def start(self) -> None:
         """Start the writer and the retention tasks."""
@@ -161,7 +280,7 @@ class LogStore:
                 await self._write_next()
             return
         marker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(marker)
+        self._queue.add_marker(marker)
         self._wakeup.set()
         await marker
 
@@ -180,15 +299,8 @@ class LogStore:
             await self._write_next()
 
     async def _write_next(self) -> None:
-        batch: list[dict[str, Any]] = []
-        markers: list[asyncio.Future[None]] = []
         queue = self._queue
-        while queue and len(batch) < self.batch_size:
-            item = queue.popleft()
-            if isinstance(item, asyncio.Future):
-                markers.append(item)
-                break
-            batch.append(item)
+        batch, markers = queue.take(self.batch_size)
         try:
             if batch:
                 await self._write(batch)
@@ -197,7 +309,7 @@ class LogStore:
                 if not marker.done():
                     marker.set_result(None)
             if self.metrics is not None:
-                self.metrics.queue_depth.set(len(queue))
+                self.metrics.queue_depth.set(queue.live)
 
     async def _write(self, batch: list[dict[str, Any]]) -> None:
         rows = []

@@ -129,3 +129,41 @@ def test_bad_action_names_are_refused(action: str) -> None:
 def test_actions_are_single_words() -> None:
     """Every AuditAction is a valid action name."""
     assert all(a.value.replace("_", "").isalnum() for a in AuditAction)
+
+
+async def test_alert_actions_are_audited_with_the_operator(live_server: LiveServer) -> None:
+    """Raising, acknowledging and resolving an alert and creating a rule and a silence with
+    an admin JWT for 'ops-bob' each leave their audit.* record naming ops-bob."""
+    jwt = live_server.services.auth.mint("ops-bob", "admin")
+    headers = {"Authorization": f"Bearer {jwt}"}
+    base = "/api/v1/admin/chat/alerts"
+    async with live_server.http() as http:
+        raised = await http.post(
+            base,
+            json={"name": "Maintenance", "severity": "low", "type": "system", "summary": "x"},
+            headers=headers,
+        )
+        assert raised.status_code == 201
+        alert_id = raised.json()["id"]
+        for action in ("acknowledge", "resolve"):
+            r = await http.post(f"{base}/{alert_id}/{action}", headers=headers)
+            assert r.status_code == 200
+        rule = {"name": "ManyMessages", "signal": "messages_per_second", "op": ">", "threshold": 5}
+        assert (await http.post(f"{base}/rules", json=rule, headers=headers)).status_code == 201
+        silence = {
+            "matchers": [{"name": "alertname", "value": "ManyMessages"}],
+            "ends_at": "2999-01-01T00:00:00Z",
+            "comment": "quiet",
+        }
+        assert (
+            await http.post(f"{base}/silences", json=silence, headers=headers)
+        ).status_code == 201
+    records = await audit_records(live_server)
+    assert {r["event"] for r in records} == {
+        "audit.alert_raised",
+        "audit.alert_acknowledged",
+        "audit.alert_resolved",
+        "audit.rule_created",
+        "audit.silence_created",
+    }
+    assert {r["operator"] for r in records} == {"ops-bob"}

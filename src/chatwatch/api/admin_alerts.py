@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatwatch.alerts.engine import AlertConflict, AlertEngine, AlertNotFound
 from chatwatch.alerts.rules import NAME_PATTERN, AlertType, RuleError, Severity, validate_labels
 from chatwatch.alerts.state import AlertState
 from chatwatch.alerts.store import OutboxState
+from chatwatch.api.audit import AuditAction, audit
 from chatwatch.api.deps import require_admin
 from chatwatch.auth import Principal
 
@@ -250,7 +251,9 @@ def build_admin_alerts_router(engine: AlertEngine) -> APIRouter:
         status_code=201,
         responses={200: {"model": AlertOut, "description": "The same alert is active already"}},
     )
-    async def raise_alert(body: ManualAlertIn, principal: Admin, response: Response) -> AlertOut:
+    async def raise_alert(
+        body: ManualAlertIn, principal: Admin, response: Response, request: Request
+    ) -> AlertOut:
         """Raise a manual alert (firing at once; resolve it with ``/{id}/resolve``)."""
         try:
             labels = validate_labels(body.labels)
@@ -266,6 +269,8 @@ def build_admin_alerts_router(engine: AlertEngine) -> APIRouter:
         )
         if not created:
             response.status_code = 200
+        else:
+            audit(request, AuditAction.ALERT_RAISED, alert_id=alert.id, alert_name=body.name)
         return out(alert)
 
     @router.get("/history")
@@ -296,7 +301,7 @@ def build_admin_alerts_router(engine: AlertEngine) -> APIRouter:
         return RulesOut(items=[RuleOut(**r.to_json()) for r in engine.rules()])
 
     @router.post("/rules", status_code=201, responses={**_409})
-    async def create_rule(body: RuleIn) -> RuleOut:
+    async def create_rule(body: RuleIn, request: Request) -> RuleOut:
         """Store a new rule (a bad field is a 400 naming it; a taken name a 409)."""
         try:
             rule = await engine.create_rule(body.model_dump(by_alias=True, exclude_unset=True))
@@ -304,6 +309,7 @@ def build_admin_alerts_router(engine: AlertEngine) -> APIRouter:
             raise _bad(str(err)) from None
         except AlertConflict as err:
             raise HTTPException(status_code=409, detail=str(err)) from None
+        audit(request, AuditAction.RULE_CREATED, rule=rule.name)
         return RuleOut(**rule.to_json())
 
     @router.get("/rules/{name}", responses={**_404})
@@ -315,7 +321,7 @@ def build_admin_alerts_router(engine: AlertEngine) -> APIRouter:
             raise HTTPException(status_code=404, detail=str(err)) from None
 
     @router.put("/rules/{name}", responses={**_404, **_409})
-    async def replace_rule(name: str, body: RuleIn) -> RuleOut:
+    async def replace_rule(name: str, body: RuleIn, request: Request) -> RuleOut:
         """Replace an API rule (config rules are read-only: 409)."""
         try:
             rule = await engine.replace_rule(
@@ -327,10 +333,11 @@ def build_admin_alerts_router(engine: AlertEngine) -> APIRouter:
             raise HTTPException(status_code=409, detail=str(err)) from None
         except AlertNotFound as err:
             raise HTTPException(status_code=404, detail=str(err)) from None
+        audit(request, AuditAction.RULE_UPDATED, rule=rule.name)
         return RuleOut(**rule.to_json())
 
     @router.delete("/rules/{name}", status_code=204, responses={**_404, **_409})
-    async def delete_rule(name: str) -> Response:
+    async def delete_rule(name: str, request: Request) -> Response:
         """Delete an API rule and resolve its alerts (config rules are read-only: 409)."""
         try:
             await engine.delete_rule(name)
@@ -338,6 +345,7 @@ def build_admin_alerts_router(engine: AlertEngine) -> APIRouter:
             raise HTTPException(status_code=409, detail=str(err)) from None
         except AlertNotFound as err:
             raise HTTPException(status_code=404, detail=str(err)) from None
+        audit(request, AuditAction.RULE_DELETED, rule=name)
         return Response(status_code=204)
 
     @router.get("/silences")
@@ -347,7 +355,7 @@ def build_admin_alerts_router(engine: AlertEngine) -> APIRouter:
         return SilencesOut(items=[SilenceOut(**s.to_json(now)) for s in engine.silences()])
 
     @router.post("/silences", status_code=201)
-    async def create_silence(body: SilenceIn, principal: Admin) -> SilenceOut:
+    async def create_silence(body: SilenceIn, principal: Admin, request: Request) -> SilenceOut:
         """Hold back notifications of alerts whose labels all match, until ``ends_at``."""
         try:
             silence = await engine.add_silence(
@@ -355,15 +363,17 @@ def build_admin_alerts_router(engine: AlertEngine) -> APIRouter:
             )
         except RuleError as err:
             raise _bad(str(err)) from None
+        audit(request, AuditAction.SILENCE_CREATED, silence_id=silence.id)
         return SilenceOut(**silence.to_json(engine.clock.time()))
 
     @router.delete("/silences/{silence_id}", status_code=204, responses={**_404})
-    async def end_silence(silence_id: str) -> Response:
+    async def end_silence(silence_id: str, request: Request) -> Response:
         """End a silence now."""
         try:
             await engine.end_silence(silence_id)
         except AlertNotFound as err:
             raise HTTPException(status_code=404, detail=str(err)) from None
+        audit(request, AuditAction.SILENCE_DELETED, silence_id=silence_id)
         return Response(status_code=204)
 
     @router.get("/notifications")
@@ -391,20 +401,24 @@ def build_admin_alerts_router(engine: AlertEngine) -> APIRouter:
             raise HTTPException(status_code=404, detail=str(err)) from None
 
     @router.post("/{alert_id}/acknowledge", responses={**_404, **_409})
-    async def acknowledge(alert_id: str, principal: Admin) -> AlertOut:
+    async def acknowledge(alert_id: str, principal: Admin, request: Request) -> AlertOut:
         """Acknowledge an active alert (it still resolves by itself; stops escalation)."""
         try:
-            return out(await engine.acknowledge(alert_id, principal.user_id))
+            acknowledged = out(await engine.acknowledge(alert_id, principal.user_id))
+            audit(request, AuditAction.ALERT_ACKNOWLEDGED, alert_id=alert_id)
+            return acknowledged
         except AlertNotFound as err:
             raise HTTPException(status_code=404, detail=str(err)) from None
         except AlertConflict as err:
             raise HTTPException(status_code=409, detail=str(err)) from None
 
     @router.post("/{alert_id}/resolve", responses={**_404, **_409})
-    async def resolve(alert_id: str, principal: Admin) -> AlertOut:
+    async def resolve(alert_id: str, principal: Admin, request: Request) -> AlertOut:
         """Resolve an active alert by hand (notified as resolved if it was notified firing)."""
         try:
-            return out(await engine.resolve(alert_id, principal.user_id))
+            resolved = out(await engine.resolve(alert_id, principal.user_id))
+            audit(request, AuditAction.ALERT_RESOLVED, alert_id=alert_id)
+            return resolved
         except AlertNotFound as err:
             raise HTTPException(status_code=404, detail=str(err)) from None
         except AlertConflict as err:

@@ -268,16 +268,16 @@ registry = new_registry()
 bulk = Gauge("bench_bulk_series", "Filler series.", ["shard", "key"], registry=registry)
 for k in range(series):
     bulk.labels(str(k % 100), str(k)).set(k)
-app = build_app(settings, registry=registry)  # wires ChatMetrics and /metrics itself
+built = build_app(settings, registry=registry)  # wires ChatMetrics and /metrics itself
 if mode == "naive":
     import asyncio
     from fastapi import Response
     from prometheus_client import generate_latest
 
-    @app.get("/metrics-naive")
+    @built.api.get("/metrics-naive")
     async def naive() -> Response:
         return Response(await asyncio.to_thread(generate_latest, registry))
-uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=1 << 20)
+uvicorn.run(built.asgi, host="127.0.0.1", port=port, log_level="warning", ws_max_size=1 << 20)
 """
 
 

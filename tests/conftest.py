@@ -74,10 +74,10 @@ async def run_live_server(
 ) -> AsyncIterator[LiveServer]:
     """Serve ``settings`` in this event loop until the block ends."""
     install_log_filters()
-    app = build_app(settings, clock=clock, registry=registry, provider=provider)
+    built = build_app(settings, clock=clock, registry=registry, provider=provider)
     # The production config (HTTP limits and parser included), with a shorter shutdown.
-    config = uvicorn_config(app, settings, timeout_graceful_shutdown=5)
-    server = ChatwatchServer(config)
+    config = uvicorn_config(built.asgi, settings, timeout_graceful_shutdown=5)
+    server = ChatwatchServer(config, built.services)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     for _ in range(500):
@@ -90,7 +90,7 @@ async def run_live_server(
         raise RuntimeError("chatwatch test server did not start")
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield LiveServer(server, app.state.services, port)
+        yield LiveServer(server, built.services, port)
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from chatwatch.alerts.factory import build_alert_engine
 from chatwatch.alerts.signal_adapter import SignalsSource
@@ -73,7 +74,16 @@ from chatwatch.store.retention import Retention
 from chatwatch.store.spend import spent_between
 from chatwatch.timefmt import format_time
 
-__all__ = ["Secrets", "build_app", "find_jwt_secret", "resolve_secrets"]
+__all__ = ["Chatwatch", "Secrets", "build_app", "find_jwt_secret", "resolve_secrets"]
+
+
+@dataclass(frozen=True, slots=True)
+class Chatwatch:
+    """A built chatwatch: the ASGI app to serve and the parts it runs on."""
+
+    asgi: ASGIApp  # what to serve: the FastAPI app behind its middleware
+    api: FastAPI  # the FastAPI app itself, for adding routes (benchmarks, tests)
+    services: Services
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +170,9 @@ def build_app(
     clock: Clock | None = None,
     registry: CollectorRegistry | None = None,
     provider: AIProvider | None = None,
-) -> CorrelationMiddleware:
-    """The chatwatch ASGI app (FastAPI behind the correlation middleware); parts start in
-    its lifespan. Attributes of the FastAPI app (``state``…) are reachable on the result."""
+) -> Chatwatch:
+    """The chatwatch app (FastAPI behind its middleware) and its services; the parts start
+    in the app's lifespan."""
     clock = clock or SystemClock()
     registry = registry if registry is not None else new_registry()
     secrets = resolve_secrets(settings)
@@ -303,8 +313,9 @@ def build_app(
         logstore=logstore,
         security=security,
         signals=signals,
+        alerts=alerts,
+        registry=registry,
     )
-    services.extras.update(registry=registry, secrets=secrets, alerts=alerts)
     background: list[asyncio.Task[Any]] = []
 
     @asynccontextmanager
@@ -397,7 +408,8 @@ def build_app(
         page = resources.files("chatwatch.web").joinpath("index.html").read_text()
         return HTMLResponse(page)
 
-    return CorrelationMiddleware(SecurityHeadersMiddleware(app, content_policies(settings.server)))
+    asgi = CorrelationMiddleware(SecurityHeadersMiddleware(app, content_policies(settings.server)))
+    return Chatwatch(asgi, app, services)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

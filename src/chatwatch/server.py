@@ -31,6 +31,7 @@ from uvicorn.server import ServerState
 from uvicorn.supervisors.multiprocess import Process
 
 from chatwatch.config import ServerSettings, Settings, load_settings
+from chatwatch.services import Services
 
 __all__ = [
     "ChatwatchConfig",
@@ -68,17 +69,9 @@ def install_log_filters() -> None:
         log.addFilter(_DenialNoiseFilter())
 
 
-def _find_services(app: Any) -> Any:
-    """The Services behind uvicorn's middleware wrappers, if the app is chatwatch's."""
-    seen = 0
-    while app is not None and seen < 20:
-        state = getattr(app, "state", None)
-        services = getattr(state, "services", None) if state is not None else None
-        if services is not None:
-            return services
-        app = getattr(app, "app", None)
-        seen += 1
-    return None
+# The services of this worker process, set by ``create_app`` (uvicorn's factory mode builds
+# the app inside the worker, where the supervisor's server object cannot be handed them).
+_worker_services: list[Services] = []
 
 
 class ChatwatchServer(uvicorn.Server):
@@ -88,11 +81,15 @@ class ChatwatchServer(uvicorn.Server):
     replies finish (or get an error frame) and closes every socket with 1001.
     """
 
+    def __init__(self, config: uvicorn.Config, services: Services | None = None) -> None:
+        super().__init__(config)
+        self.services = services
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Stop accepting, drain the chat, then let uvicorn finish."""
         for server in getattr(self, "servers", []):
             server.close()
-        services = _find_services(self.config.loaded_app)
+        services = self.services or (_worker_services[0] if _worker_services else None)
         if services is not None:
             await services.hub.shutdown(services.settings.server.shutdown_grace, code=1001)
         await super().shutdown(sockets)
@@ -379,7 +376,9 @@ def create_app() -> ASGIApp:
     from chatwatch.app import build_app
 
     install_log_filters()
-    return build_app(load_settings())
+    built = build_app(load_settings())
+    _worker_services[:] = [built.services]
+    return built.asgi
 
 
 def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> ChatwatchConfig:
@@ -412,8 +411,8 @@ def run_server(settings: Settings, overrides: dict[str, Any] | None = None) -> i
     if workers <= 1:
         from chatwatch.app import build_app
 
-        config = uvicorn_config(build_app(settings), settings)
-        server = ChatwatchServer(config)
+        built = build_app(settings)
+        server = ChatwatchServer(uvicorn_config(built.asgi, settings), built.services)
         server.run()
         return 0 if server.started else 1
     # Several workers: each process builds its own app from the same environment.

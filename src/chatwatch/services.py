@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry
+
+from chatwatch.alerts.engine import AlertEngine
 from chatwatch.auth import Authenticator
 from chatwatch.chat.connection import ChatDeps
 from chatwatch.chat.hub import Hub
@@ -45,4 +47,5 @@ class Services:
     logstore: LogStore
     security: SecurityMonitor
     signals: Signals
-    extras: dict[str, Any] = field(default_factory=dict)
+    alerts: AlertEngine
+    registry: CollectorRegistry

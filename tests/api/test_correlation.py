@@ -156,10 +156,3 @@ async def test_lifespan_scopes_pass_through() -> None:
 
     await CorrelationMiddleware(app)({"type": "lifespan"}, receive, send)  # type: ignore[arg-type]
     assert seen == ["lifespan"]
-
-
-def test_wrapper_exposes_the_apps_state() -> None:
-    """The wrapper reaches the wrapped app's attributes (app.state.services…)."""
-    inner = FastAPI()
-    inner.state.marker = 42
-    assert CorrelationMiddleware(inner).state.marker == 42

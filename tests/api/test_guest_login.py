@@ -23,7 +23,7 @@ async def _logins(client: httpx.AsyncClient, n: int, ip: str | None = None) -> l
 
 
 def _errors(srv: LiveServer, error_type: str) -> float:
-    registry = srv.services.extras["registry"]
+    registry = srv.services.registry
     value = registry.get_sample_value("chat_errors_total", {"type": error_type})
     return float(value or 0.0)
 

@@ -44,12 +44,6 @@ class CorrelationMiddleware:
         self.quiet_paths = frozenset(quiet_paths)
         self._log = get_logger("http")
 
-    def __getattr__(self, name: str) -> Any:
-        # Reach the wrapped app's attributes (``state``, ``router``…) through the wrapper.
-        if name == "app":
-            raise AttributeError(name)
-        return getattr(self.app, name)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection."""
         kind = scope["type"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from redis.exceptions import RedisError
 from chatwatch.chat.providers.base import ChatTurn
 from chatwatch.clock import Clock, SystemClock
 from chatwatch.config import CacheSettings
+from chatwatch.observe.logs import get_logger
 
 __all__ = [
     "CachedReply",
@@ -33,7 +33,7 @@ __all__ = [
     "make_cache",
 ]
 
-logger = logging.getLogger(__name__)
+_log = get_logger("cache")
 
 OnEvict = Callable[[int], None]
 
@@ -260,12 +260,11 @@ class RedisCache:
         self._down_until = now + self._retry_after
         if now - self._last_warning >= self._warn_every:
             self._last_warning = now
-            logger.warning(
-                "redis cache %s failed (%s: %s); serving without the cache for %gs",
-                action,
-                type(exc).__name__,
-                exc,
-                self._retry_after,
+            _log.warning(
+                "cache.redis_failed",
+                action=action,
+                error=f"{type(exc).__name__}: {exc}"[:300],
+                retry_after_s=self._retry_after,
             )
 
     async def get(self, key: str) -> CachedReply | None:

@@ -7,7 +7,6 @@ and never touch the network.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -15,10 +14,11 @@ import genai_prices
 from genai_prices import data_snapshot
 
 from chatwatch.config import AIPrice
+from chatwatch.observe.logs import get_logger
 
 __all__ = ["BUILTIN_PRICES", "PriceBook"]
 
-logger = logging.getLogger(__name__)
+_log = get_logger("ai")
 
 # The offline consultant costs nothing; listing it makes its replies priced, not unknown.
 BUILTIN_PRICES: Mapping[str, AIPrice] = {
@@ -71,7 +71,7 @@ class PriceBook:
                 usage, source.model_ref, provider_id=source.provider_id
             )
         except (LookupError, ValueError) as exc:
-            logger.warning("pricing %s/%s failed: %s", provider, model, exc)
+            _log.warning("ai.pricing_failed", provider=provider, model=model, error=str(exc))
             return 0.0, False
         return float(result.total_price), True
 
@@ -82,7 +82,7 @@ class PriceBook:
         ref = _find_in_table(provider, model)
         if ref is None:
             # Debug only: the caller counts unpriced replies and warns once per model.
-            logger.debug("no price known for model %r (provider %s)", model, provider)
+            _log.debug("ai.price_unknown", provider=provider, model=model)
         return ref
 
 

@@ -24,11 +24,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import structlog
 from sqlalchemy import Delete, Select, delete, exists, select
 from sqlalchemy.exc import IntegrityError
 
 from chatwatch.clock import Clock
+from chatwatch.observe.logs import get_logger
 from chatwatch.store.db import Database
 from chatwatch.store.log_tables import log_records
 from chatwatch.store.tables import messages, sessions, users
@@ -45,7 +45,7 @@ __all__ = [
 
 EMPTY_SESSION_SECONDS = 86400.0  # an empty session (or a guest with none) is kept a day
 MAX_USER_ID = 64  # users.id is VARCHAR(64); tokens are minted for 1-64 character names
-_log = structlog.get_logger("chatwatch.store").bind(component="store")
+_log = get_logger("store")
 # Subqueries choosing the rows to delete read from an alias of the table deleted from, so
 # SQLAlchemy does not correlate them with the DELETE itself.
 _MESSAGES = messages.alias("old_messages")

@@ -12,10 +12,10 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import structlog
 from sqlalchemy import delete, func, insert, select
 
 from chatwatch.clock import Clock
+from chatwatch.observe.logs import get_logger
 from chatwatch.store.db import Database
 from chatwatch.store.tables import metrics_history
 
@@ -23,7 +23,7 @@ __all__ = ["MAX_LIMIT", "MetricsHistory"]
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
-_log = structlog.get_logger("chatwatch.metrics")
+_log = get_logger("metrics")
 
 
 class MetricsHistory:

@@ -13,15 +13,15 @@ import contextlib
 from collections import deque
 
 import psutil
-import structlog
 
 from chatwatch.clock import Clock
+from chatwatch.observe.logs import get_logger
 from chatwatch.observe.metrics.recorder import ChatMetrics
 
 __all__ = ["RuntimeMonitor", "read_process"]
 
 _PROCESS: psutil.Process | None = None
-_log = structlog.get_logger("chatwatch.metrics")
+_log = get_logger("metrics")
 # A wake later than this is worth a log record of its own (the gauge shows every lag).
 _BLOCKED_LOOP_SECONDS = 0.25
 

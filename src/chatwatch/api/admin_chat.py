@@ -9,17 +9,34 @@ from fastapi.responses import JSONResponse
 
 from chatwatch.api.audit import AuditAction, audit
 from chatwatch.api.deps import get_services
+from chatwatch.api.schemas import (
+    ADMIN_ERRORS,
+    BroadcastReply,
+    BroadcastRequest,
+    errors,
+)
 from chatwatch.observe.metrics import json_api as metrics_api
 from chatwatch.services import Services
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(tags=["admin"], responses=ADMIN_ERRORS)
 
 MAX_BROADCAST_CHARS = 4096
 
 
-@router.post("/broadcast")
+@router.post(
+    "/broadcast",
+    response_model=None,
+    responses={200: {"model": BroadcastReply}, **errors(400)},
+    # The body is read and checked by hand (400 with a reason); declared here.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": BroadcastRequest.model_json_schema()}},
+        }
+    },
+)
 async def broadcast(
     request: Request, services: Annotated[Services, Depends(get_services)]
 ) -> JSONResponse:

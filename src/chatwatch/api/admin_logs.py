@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from chatwatch.api.schemas import ADMIN_ERRORS, errors
 from chatwatch.observe.logs.query import LogQueryError, parse_filters, time_param
 from chatwatch.observe.logs.store import LogStore
 
@@ -24,7 +25,7 @@ def _bad(err: LogQueryError) -> JSONResponse:
 
 def build_admin_logs_router(logstore: LogStore) -> APIRouter:
     """``GET /logs`` and ``GET /logs/stats`` over ``logstore`` (auth is the mount's job)."""
-    router = APIRouter(tags=["admin", "logs"])
+    router = APIRouter(tags=["admin", "logs"], responses={**ADMIN_ERRORS, **errors(400)})
 
     @router.get("/logs")
     async def search_logs(request: Request) -> JSONResponse:

@@ -7,11 +7,18 @@ that answered, while ``/metrics`` sums every worker.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from chatwatch.api.audit import AuditAction, audit
+from chatwatch.api.schemas import (
+    ADMIN_ERRORS,
+    ResetReply,
+    errors,
+    integer_or_empty,
+    time_or_empty,
+)
 from chatwatch.observe.health import HealthChecker
 from chatwatch.observe.metrics import json_api as metrics_api
 from chatwatch.observe.metrics.history import DEFAULT_LIMIT, MAX_LIMIT, MetricsHistory
@@ -42,7 +49,7 @@ def build_admin_metrics_router(
     """Routes for metrics, each category, history, summary, reset, health and alerts."""
     # ``alerts`` answers an empty list until the alert engine brings its own router
     # (then pass include_alerts=False).
-    router = APIRouter(tags=["admin metrics"])
+    router = APIRouter(tags=["admin metrics"], responses=ADMIN_ERRORS)
 
     @router.get("/metrics")
     async def all_metrics() -> JSON:
@@ -61,9 +68,14 @@ def build_admin_metrics_router(
     for name in metrics_api.CATEGORIES:
         add_category(name)
 
-    @router.get("/metrics/history")
+    @router.get("/metrics/history", responses=errors(400))
     async def metrics_history(
-        since: str | None = None, until: str | None = None, limit: str | None = None
+        since: Annotated[str | None, Query(json_schema_extra=time_or_empty("from"))] = None,
+        until: Annotated[str | None, Query(json_schema_extra=time_or_empty("to"))] = None,
+        limit: Annotated[
+            str | None,
+            Query(json_schema_extra=integer_or_empty(1, MAX_LIMIT, f"default {DEFAULT_LIMIT}")),
+        ] = None,
     ) -> JSON:
         """Stored snapshots, oldest first (without ``since``: the latest ``limit``)."""
         # Parameters arrive as strings and are checked here, so that a bad one is a 400
@@ -90,7 +102,7 @@ def build_admin_metrics_router(
         status = await health.status(reading)
         return metrics_api.summary(reading, status, active_alerts())
 
-    @router.post("/metrics/reset")
+    @router.post("/metrics/reset", response_model=None, responses={200: {"model": ResetReply}})
     async def metrics_reset(request: Request) -> JSON:
         """Start a new window for the JSON figures (Prometheus counters stay monotonic)."""
         reset_at = format_time(metrics.reset())

@@ -16,13 +16,14 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 
 from chatwatch.api.deps import get_services
+from chatwatch.api.schemas import ADMIN_ERRORS
 from chatwatch.observe.logs.query import LogFilters
 from chatwatch.observe.metrics.json_api import headline
 from chatwatch.services import Services
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(tags=["admin"], responses=ADMIN_ERRORS)
 
 
 def _row(*cells: Any) -> str:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from chatwatch.api.deps import client_ip, get_services, report_request_incident
+from chatwatch.api.schemas import ErrorBody, GuestToken
 from chatwatch.correlation import new_id
 from chatwatch.events import FeatureUsed
 from chatwatch.services import Services
@@ -27,11 +28,7 @@ _TOO_MANY = {
     },
     "content": {
         "application/json": {
-            "schema": {
-                "type": "object",
-                "properties": {"detail": {"type": "string"}},
-                "required": ["detail"],
-            },
+            "schema": ErrorBody.model_json_schema(),
             "example": {
                 "detail": "more than 60 guest logins a minute from your address; try again in 12 s"
             },
@@ -42,7 +39,12 @@ _TOO_MANY = {
 
 @router.post(
     "/api/v1/auth/guest",
-    responses={403: {"description": "Guest login is disabled"}, 429: _TOO_MANY},
+    response_model=None,
+    responses={
+        200: {"model": GuestToken},
+        403: {"model": ErrorBody, "description": "Guest login is disabled"},
+        429: _TOO_MANY,
+    },
 )
 async def guest_login(
     request: Request, services: Annotated[Services, Depends(get_services)]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 
 from chatwatch.api.deps import get_services, report_request_incident, require_user
+from chatwatch.api.schemas import HistoryPage, errors, integer_or_empty
 from chatwatch.auth import Principal
 from chatwatch.chat.sessions import ChatRefusal
 from chatwatch.events import FeatureUsed
@@ -23,14 +24,38 @@ MAX_LIMIT = 1000
 DEFAULT_LIMIT = 200
 
 
-@router.get("/api/v1/chat/sessions/{session_id}/messages")
+@router.get(
+    "/api/v1/chat/sessions/{session_id}/messages",
+    response_model=None,
+    responses={
+        200: {"model": HistoryPage},
+        **errors(
+            400,
+            401,
+            403,
+            404,
+            s403="The session belongs to another user",
+            s404="No such session",
+        ),
+    },
+)
 async def session_messages(
-    session_id: str,
+    session_id: Annotated[
+        str,
+        # Any id is looked up (an unknown one is a 404); declared with its plainest form.
+        Path(json_schema_extra={"minLength": 1, "maxLength": 64, "pattern": r"^[A-Za-z0-9_-]+$"}),
+    ],
     request: Request,
     services: Annotated[Services, Depends(get_services)],
     principal: Annotated[Principal, Depends(require_user)],
-    after: str = "",
-    limit: str = "",
+    after: Annotated[
+        str,
+        Query(json_schema_extra=integer_or_empty(0, MAX_INT64, "a `seq`: items after it")),
+    ] = "",
+    limit: Annotated[
+        str,
+        Query(json_schema_extra=integer_or_empty(1, MAX_LIMIT, f"default {DEFAULT_LIMIT}")),
+    ] = "",
 ) -> dict[str, Any]:
     """Messages of a session, oldest first; 403 for anyone but its owner or an admin.
 

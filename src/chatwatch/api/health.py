@@ -21,7 +21,16 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        200: {"content": {"application/json": {"example": {"status": "ready", "store": "ok"}}}},
+        503: {
+            "description": "The store does not answer, or the server is shutting down",
+            "content": {"application/json": {"example": {"status": "shutting_down"}}},
+        },
+    },
+)
 async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONResponse:
     """Ready when the store answers and the server is not shutting down."""
     if services.hub.draining:

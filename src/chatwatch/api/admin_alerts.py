@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatwatch.alerts.engine import AlertConflict, AlertEngine, AlertNotFound
@@ -19,6 +19,7 @@ from chatwatch.alerts.state import AlertState
 from chatwatch.alerts.store import OutboxState
 from chatwatch.api.audit import AuditAction, audit
 from chatwatch.api.deps import require_admin
+from chatwatch.api.schemas import integer_or_empty
 from chatwatch.auth import Principal
 
 __all__ = ["ALERT_RESPONSES", "build_admin_alerts_router"]
@@ -28,6 +29,25 @@ TypeName = Literal["error", "performance", "security", "connection", "ai", "syst
 MAX_PAGE = 1000
 # The caller (the mount already requires an admin; FastAPI runs the dependency once).
 Admin = Annotated[Principal, Depends(require_admin)]
+
+
+# Label names as the rules take them (the engine's own check also refuses reserved names).
+LABELS_SCHEMA: dict[str, Any] = {
+    "propertyNames": {"pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"},
+    "maxProperties": 20,
+}
+
+
+def _enum_or_empty(*values: str) -> dict[str, Any]:
+    """A query parameter that takes one of ``values``; empty counts as absent."""
+    return {"anyOf": [{"type": "string", "enum": list(values)}, {"const": ""}]}
+
+
+def _pattern_or_empty(pattern: str) -> dict[str, Any]:
+    return {"anyOf": [{"type": "string", "pattern": pattern}, {"const": ""}]}
+
+
+_LIMIT = integer_or_empty(1, MAX_PAGE, "page size (default 100)")
 
 
 class ErrorOut(BaseModel):
@@ -95,7 +115,7 @@ class ManualAlertIn(BaseModel):
     severity: SeverityName = "medium"
     type: TypeName = "system"
     summary: str = Field("", max_length=1024)
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, json_schema_extra=LABELS_SCHEMA)
 
 
 class RuleIn(BaseModel):
@@ -111,7 +131,7 @@ class RuleIn(BaseModel):
     severity: SeverityName = "medium"
     type: TypeName = "system"
     summary: str = ""
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict, json_schema_extra=LABELS_SCHEMA)
     cooldown: str | float | None = None
     channels: list[str] | None = None
     enabled: bool = True
@@ -169,7 +189,7 @@ class SilenceIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    matchers: list[MatcherIn]
+    matchers: list[MatcherIn] = Field(min_length=1)
     ends_at: str | float
     starts_at: str | float | None = None
     comment: str = ""
@@ -275,9 +295,18 @@ def build_admin_alerts_router(engine: AlertEngine) -> APIRouter:
 
     @router.get("/history")
     async def history(
-        limit: str | None = None, cursor: str | None = None, state: str | None = None
+        limit: Annotated[str | None, Query(json_schema_extra=_LIMIT)] = None,
+        cursor: Annotated[
+            str | None, Query(json_schema_extra=_pattern_or_empty("^[0-9]{1,18}$"))
+        ] = None,
+        state: Annotated[
+            str | None,
+            Query(json_schema_extra=_enum_or_empty("pending", "firing", "resolved")),
+        ] = None,
     ) -> HistoryOut:
         """Every stored alert (pending, firing, resolved), newest first, page by page."""
+        # Empty parameters count as absent, as on every admin endpoint.
+        limit, cursor, state = limit or None, cursor or None, state or None
         n = _limit(limit)
         before = None
         if cursor is not None:
@@ -378,9 +407,17 @@ def build_admin_alerts_router(engine: AlertEngine) -> APIRouter:
 
     @router.get("/notifications")
     async def notifications(
-        state: str | None = None, limit: str | None = None, cursor: str | None = None
+        state: Annotated[
+            str | None,
+            Query(json_schema_extra=_enum_or_empty("queued", "sending", "sent", "failed")),
+        ] = None,
+        limit: Annotated[str | None, Query(json_schema_extra=_LIMIT)] = None,
+        cursor: Annotated[
+            str | None, Query(json_schema_extra=_pattern_or_empty("^[A-Za-z0-9]{1,64}$"))
+        ] = None,
     ) -> NotificationsOut:
         """Stored notifications newest first (``state=failed``: deliveries given up)."""
+        state, limit, cursor = state or None, limit or None, cursor or None
         n = _limit(limit)
         states = {OutboxState.QUEUED, OutboxState.SENDING, OutboxState.SENT, OutboxState.FAILED}
         if state is not None and state not in states:

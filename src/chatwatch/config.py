@@ -483,6 +483,9 @@ class AlertsSettings(_Section):
     retry_max: float = Field(300.0, gt=0, description="longest delay between attempts")
     delivery_timeout: float = Field(10.0, gt=0, description="one delivery attempt")
     history_retention: float = Field(90 * 86400.0, gt=0, description="resolved alerts kept")
+    outbox_retention: float = Field(
+        30 * 86400.0, gt=0, description="sent and failed notifications kept"
+    )
 
     @field_validator(
         "evaluation_interval",
@@ -492,6 +495,7 @@ class AlertsSettings(_Section):
         "retry_max",
         "delivery_timeout",
         "history_retention",
+        "outbox_retention",
         mode="before",
     )
     @classmethod

@@ -317,3 +317,20 @@ async def test_two_dispatchers_never_send_one_notification_twice(
         )
     keys = [r.headers["idempotency-key"] for r in rx.requests]
     assert sorted(keys) == sorted(n.id for n in notes)
+
+
+async def test_outbox_and_alert_history_have_their_own_retention(db: Database) -> None:
+    """Delivered and failed notifications go after `alerts.outbox_retention`, independently
+    of the alert history's retention; queued ones are never pruned."""
+    store = AlertStore(db)
+    sent, failed, queued = notification(), notification(), notification()
+    await store.enqueue([sent, failed, queued], [], now=1000.0)
+    for row in await store.claim("n1", 1000.0, lease=30.0, limit=2):
+        state = OutboxState.SENT if row.id == sent.id else OutboxState.FAILED
+        assert await store.finish(row.id, "n1", state, 1000.0)
+    await store.prune(before=0.0, outbox_before=999.0)  # nothing is old enough yet
+    rows, _ = await store.notifications(10)
+    assert len(rows) == 3
+    await store.prune(before=0.0, outbox_before=2000.0)
+    rows, _ = await store.notifications(10)
+    assert [r.id for r in rows] == [queued.id]

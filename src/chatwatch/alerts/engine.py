@@ -104,6 +104,7 @@ class EngineOptions:
     public_url: str = "http://127.0.0.1:8000"
     logs_lookback: float = 300.0
     history_retention: float = 90 * 86400.0
+    outbox_retention: float = 30 * 86400.0
 
 
 @dataclass(slots=True)
@@ -234,7 +235,11 @@ class AlertEngine:
                     await self.flush()
                     if self.clock.monotonic() >= next_prune:
                         next_prune = self.clock.monotonic() + 3600.0
-                        await self.store.prune(self.clock.time() - self.options.history_retention)
+                        now = self.clock.time()
+                        await self.store.prune(
+                            now - self.options.history_retention,
+                            outbox_before=now - self.options.outbox_retention,
+                        )
                 except asyncio.CancelledError:
                     raise
                 except Exception:

@@ -55,6 +55,7 @@ def build_alert_engine(
         public_url=public_url(settings),
         logs_lookback=settings.metrics.window,
         history_retention=a.history_retention,
+        outbox_retention=a.outbox_retention,
     )
     return AlertEngine(
         store,

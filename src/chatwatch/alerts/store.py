@@ -262,8 +262,11 @@ class AlertStore:
         more = len(rows) > limit and items
         return items, (items[-1].seq if more else None)
 
-    async def prune(self, before: float) -> int:
-        """Delete resolved alerts that ended before ``before``; returns how many."""
+    async def prune(self, before: float, *, outbox_before: float | None = None) -> int:
+        """Delete resolved alerts and silences that ended before ``before``, and delivered or
+        failed notifications last touched before ``outbox_before`` (default ``before``);
+        returns how many alerts went."""
+        outbox_cutoff = before if outbox_before is None else outbox_before
         async with self.db.engine.begin() as conn:
             result = await conn.execute(
                 delete(alerts).where(
@@ -275,7 +278,7 @@ class AlertStore:
             await conn.execute(
                 delete(alert_outbox).where(
                     alert_outbox.c.state.in_([OutboxState.SENT, OutboxState.FAILED]),
-                    alert_outbox.c.updated_at < before,
+                    alert_outbox.c.updated_at < outbox_cutoff,
                 )
             )
             await conn.execute(delete(alert_silences).where(alert_silences.c.ends_at < before))

@@ -157,6 +157,13 @@ def test_bad_ttl_fails_with_exit_2_and_a_message(ttl: str) -> None:
     assert (result.exit_code, "--ttl" in result.stderr, result.stdout) == (2, True, "")
 
 
+@pytest.mark.parametrize("ttl", ["99999999w", "367d"])
+def test_ttl_beyond_a_year_fails(ttl: str) -> None:
+    """--ttl 99999999w (a token for 1.9 million years) or 367d exits 2 naming --ttl."""
+    result = run("token", "--user", "alice", "--ttl", ttl)
+    assert (result.exit_code, "--ttl" in result.stderr, result.stdout) == (2, True, "")
+
+
 def test_zero_ttl_fails() -> None:
     """--ttl 0s (already expired) exits 2 with a message about --ttl."""
     result = run("token", "--user", "alice", "--ttl", "0s")

@@ -75,7 +75,7 @@ def test_erase_reads_the_config_file_like_serve(tmp_path: Path) -> None:
     seed(f"sqlite+aiosqlite:///{other}", {"guest-c": 1})
     config = tmp_path / "chatwatch.toml"
     config.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{other}"\n')
-    assert run("erase", "--user", "guest-c").exit_code == 1  # not in the default store
+    assert run("erase", "--user", "guest-c").exit_code == 2  # no database in the default place
     result = run("erase", "--user", "guest-c", "--config", str(config))
     assert (result.exit_code, json.loads(result.stdout)["sessions"]) == (0, 1)
 
@@ -95,3 +95,18 @@ def test_erase_help() -> None:
         True,
         True,
     )
+
+
+def test_erase_without_the_servers_database_refuses_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from a folder with no database (the wrong folder or settings), erase exits 2 and
+    says where it looked, instead of creating an empty database and answering 'no such
+    user' while the real data stays (found by a new-user review)."""
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    monkeypatch.setenv("CHATWATCH_SERVER__DATA_DIR", str(empty / "var"))
+    result = run("erase", "--user", "someone")
+    assert result.exit_code == 2
+    assert "no database at" in result.output
+    assert not (empty / "var" / "chatwatch.db").exists()

@@ -369,6 +369,7 @@ def build_app(
     )
     app.state.services = services
     _install_error_handlers(app)
+    _declare_no_422(app)
     app.include_router(health.router)
     app.mount("/static", StaticFiles(packages=[("chatwatch.web", "static")]), name="static")
     if api_docs:
@@ -433,6 +434,22 @@ def _install_error_handlers(app: FastAPI) -> None:
             # routes (GET and POST) must list every method it takes.
             headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
+def _declare_no_422(app: FastAPI) -> None:
+    """Drop FastAPI's stock 422 from the schema: validation errors here answer 400 (above)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _allowed_methods(request: Request) -> list[str]:

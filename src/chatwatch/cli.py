@@ -24,6 +24,9 @@ app = typer.Typer(
     add_completion=False,
 )
 
+# A token outliving a year is a credential nobody remembers to revoke.
+MAX_TOKEN_TTL = 366 * 86400.0
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="TOML config file (default: $CHATWATCH_CONFIG)."),
@@ -133,8 +136,8 @@ def token(
     except ValueError as err:
         typer.echo(f"chatwatch: --ttl: {err}", err=True)
         raise typer.Exit(2) from None
-    if seconds <= 0:
-        typer.echo("chatwatch: --ttl must be positive", err=True)
+    if not 0 < seconds <= MAX_TOKEN_TTL:
+        typer.echo("chatwatch: --ttl must be positive and at most 366d", err=True)
         raise typer.Exit(2)
     from chatwatch.app import find_jwt_secret
     from chatwatch.auth import mint_token
@@ -291,6 +294,15 @@ def erase(
     except ValueError as err:
         typer.echo(f"chatwatch: --user: {err}", err=True)
         raise typer.Exit(2) from None
+    sqlite_file = _sqlite_file(settings.database_url)
+    if sqlite_file is not None and not sqlite_file.exists():
+        # Migrating would create an empty database here and report "no such user": wrong.
+        typer.echo(
+            f"chatwatch: no database at {sqlite_file}; run erase with the server's settings "
+            "(--config FILE or the same CHATWATCH_* variables, from the server's folder)",
+            err=True,
+        )
+        raise typer.Exit(2)
     try:
         erased = asyncio.run(_erase(settings, user))
     except ErasureConflict:
@@ -300,6 +312,14 @@ def erase(
         typer.echo(f"chatwatch: no such user: {user}", err=True)
         raise typer.Exit(1)
     typer.echo(json.dumps(erased))
+
+
+def _sqlite_file(database_url: str) -> Path | None:
+    """The file of a SQLite database URL (None for other databases or in-memory ones)."""
+    prefix, sep, path = database_url.partition(":///")
+    if not sep or not prefix.startswith("sqlite") or not path or path.startswith(":memory:"):
+        return None
+    return Path(path.split("?", 1)[0])
 
 
 async def _erase(settings: Settings, user_id: str) -> dict[str, Any] | None:

@@ -117,6 +117,8 @@ async def test_history_pages_newest_first(live_server: LiveServer) -> None:
         ({"limit": "x"}, "limit"),
         ({"limit": "0"}, "limit"),
         ({"cursor": "abc"}, "cursor"),
+        ({"cursor": "9999999999999999999"}, "cursor"),  # was a 500 (SQLite OverflowError)
+        ({"cursor": "²"}, "cursor"),
         ({"state": "bogus"}, "state"),
     ]:
         r = await call(live_server, "GET", "/history", params=params)

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, LiveServer, make_settings, run_live_server
@@ -147,3 +148,16 @@ def test_every_operation_without_credentials(contract_server: LiveServer, tmp_pa
     """Without credentials: the open operations as above, every admin one a declared 401."""
     code, report = _schemathesis(contract_server, tmp_path)
     assert code == 0, report
+
+
+def test_no_operation_declares_the_unused_422(contract_server: LiveServer) -> None:
+    """Validation errors answer 400 with a reason, so the schema must not promise FastAPI's
+    stock 422 (it listed one on every operation with parameters)."""
+    schema = httpx.get(contract_server.url + "/api/openapi.json", timeout=10).json()
+    declared = {
+        (path, method)
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if "422" in operation.get("responses", {})
+    }
+    assert declared == set()

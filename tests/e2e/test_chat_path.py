@@ -276,6 +276,7 @@ async def test_a_flood_of_bad_frames_is_counted_not_logged_one_by_one(
         registry = srv.services.metrics.registry
         total = registry.get_sample_value("chat_message_errors_total", {"code": "invalid_json"})
         assert total == 200
+        assert registry.get_sample_value("chat_errors_total", {"type": "validation"}) == 200
 
 
 async def test_message_limit_holds_across_reconnects(

@@ -310,10 +310,10 @@ def build_admin_alerts_router(engine: AlertEngine) -> APIRouter:
         n = _limit(limit)
         before = None
         if cursor is not None:
-            try:
-                before = int(cursor)
-            except ValueError:
-                raise _bad("cursor: not a cursor from a previous page") from None
+            # At most 18 ASCII digits: any larger number would overflow the database's integer.
+            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
+                raise _bad("cursor: not a cursor from a previous page")
+            before = int(cursor)
         if state is not None and state not in {
             s.value for s in AlertState if s is not AlertState.INACTIVE
         }:

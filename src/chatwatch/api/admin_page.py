@@ -38,7 +38,7 @@ async def admin_page(services: Annotated[Services, Depends(get_services)]) -> HT
     """The operator's page: health, headline figures, security, recent errors."""
     reading = services.signals.read()
     health = await services.health.check(reading)
-    figures = headline(reading, active_alerts=0)
+    figures = headline(reading, active_alerts=len(services.alerts.active()))
     security = services.security.recent(top=5)
     errors = await services.logstore.search(LogFilters(levels=("error", "critical")), limit=10)
     status = escape(str(health["status"]))

@@ -74,7 +74,7 @@ from chatwatch.observe.metrics.labels import (
 )
 from chatwatch.observe.metrics.totals import ModelTotals, Totals
 from chatwatch.observe.metrics.windows import LatencySummary, LatencyWindow, SnapshotRing
-from chatwatch.vocabulary import AIOutcome, CloseReason
+from chatwatch.vocabulary import AIOutcome, CloseReason, ErrorCode, ErrorType, SecurityEventType
 
 __all__ = [
     "AI_FAILURE_OUTCOMES",
@@ -350,6 +350,14 @@ class ChatMetrics:
                 continue
             self._suppressed.child(code).inc(count)
             self._msg_errors.child(code).inc(count)
+            # Each would have been an ErrorOccurred (and, past a rate limit, a security
+            # event) had it been reported one by one: the totals say the same either way.
+            rate_limited = code == ErrorCode.RATE_LIMITED
+            self._errors.child(ErrorType.RATE_LIMIT if rate_limited else ErrorType.VALIDATION).inc(
+                count
+            )
+            if rate_limited:
+                self._security.child(SecurityEventType.RATE_LIMITED).inc(count)
             tally.frames_rejected += count
             if code in CLIENT_MISTAKES:
                 tally.client_mistakes += count

@@ -159,6 +159,14 @@ async def test_visitor_closing_mid_reply_is_a_cancellation_not_an_error(
         registry = srv.services.metrics.registry
         assert not registry.get_sample_value("chat_errors_total", {"type": "system"})
         assert not registry.get_sample_value("chat_message_errors_total", {"code": "internal"})
+        cancelled_calls = [
+            sample.value
+            for family in registry.collect()
+            if family.name == "chat_ai_requests"
+            for sample in family.samples
+            if sample.name == "chat_ai_requests_total" and sample.labels["outcome"] == "cancelled"
+        ]
+        assert sum(cancelled_calls) == 1  # the AI call's own trail says what became of it
 
 
 async def test_resending_a_stored_id_replays_without_a_second_ai_call(

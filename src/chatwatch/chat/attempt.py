@@ -25,9 +25,15 @@ from chatwatch.chat.providers.base import (
 from chatwatch.clock import Clock
 from chatwatch.vocabulary import AIOutcome
 
-__all__ = ["Answer", "OnDelta", "Outlet", "call_once"]
+__all__ = ["Answer", "ClientGone", "OnDelta", "Outlet", "call_once"]
 
 OnDelta = Callable[[str], Awaitable[None]]
+
+
+class ClientGone(Exception):
+    """The visitor went away while their reply was being sent (``OnDelta`` may raise it)."""
+
+
 T = TypeVar("T")
 
 # A provider that ignores ``AIRequest.deadline`` is cut off this long after it; providers

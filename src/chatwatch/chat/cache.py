@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ from redis.exceptions import RedisError
 from chatwatch.chat.providers.base import ChatTurn
 from chatwatch.clock import Clock, SystemClock
 from chatwatch.config import CacheSettings
-from chatwatch.observe.logs import get_logger
 
 __all__ = [
     "CachedReply",
@@ -33,7 +33,7 @@ __all__ = [
     "make_cache",
 ]
 
-_log = get_logger("cache")
+logger = logging.getLogger(__name__)
 
 OnEvict = Callable[[int], None]
 
@@ -260,11 +260,12 @@ class RedisCache:
         self._down_until = now + self._retry_after
         if now - self._last_warning >= self._warn_every:
             self._last_warning = now
-            _log.warning(
-                "cache.redis_failed",
-                action=action,
-                error=f"{type(exc).__name__}: {exc}"[:300],
-                retry_after_s=self._retry_after,
+            logger.warning(
+                "redis cache %s failed (%s: %s); serving without the cache for %gs",
+                action,
+                type(exc).__name__,
+                exc,
+                self._retry_after,
             )
 
     async def get(self, key: str) -> CachedReply | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from chatwatch.chat.attempt import ClientGone
 from chatwatch.chat.consultant import Consultant, Reply
 from chatwatch.chat.hub import Hub, SessionLive
 from chatwatch.chat.limits import ChatLimits, ConnectionFloodGuard, LimitExceeded, Refusal
@@ -77,10 +78,6 @@ _ERROR_TYPES = {
     ErrorCode.MESSAGE_TOO_LARGE: ErrorType.VALIDATION,
     ErrorCode.RATE_LIMITED: ErrorType.RATE_LIMIT,
 }
-
-
-class ClientGone(Exception):
-    """The client went away while we were sending."""
 
 
 class ConnectionState(Enum):

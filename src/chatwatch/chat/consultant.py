@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from chatwatch.chat.attempt import Answer, OnDelta, Outlet, call_once
+from chatwatch.chat.attempt import Answer, ClientGone, OnDelta, Outlet, call_once
 from chatwatch.chat.budget import DailyBudget
 from chatwatch.chat.cache import CachedReply, ResponseCache, cache_key
 from chatwatch.chat.pricing import PriceBook
@@ -230,10 +230,14 @@ class Consultant:
                 self._breaker.failed(permit)
             self._emit_failed(provider.name, self._model, correlation_id, err, started)
             raise
-        except BaseException:
+        except BaseException as gone:
             # The visitor left (cancellation) or their socket broke: no verdict on the upstream.
             if self._breaker is not None and permit is not None:
                 self._breaker.release(permit)
+            if isinstance(gone, asyncio.CancelledError | ClientGone):
+                # The call's trail ends with what became of it (counted as cancelled).
+                cancelled = AIProviderError("the visitor left", reason=AIOutcome.CANCELLED)
+                self._emit_failed(provider.name, self._model, correlation_id, cancelled, started)
             raise
         if self._breaker is not None and permit is not None:
             self._breaker.succeeded(permit)

@@ -14,58 +14,25 @@ throwaway server.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_TOKEN, LiveServer, make_settings, run_live_server
+from tests.conftest import ADMIN_TOKEN, LiveServer
+from tests.threaded import ThreadServer
 
 # Bounded for ``make test``; deterministic generation makes every run try the same cases.
 MAX_EXAMPLES = 25
 
 
-class _ThreadServer:
-    """A live chatwatch server in its own thread and event loop."""
-
-    def __init__(self, tmp_path: Path, **sections: dict[str, Any]) -> None:
-        self._settings = make_settings(tmp_path, **sections)
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.srv: LiveServer | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with run_live_server(self._settings) as srv:
-            self.srv = srv
-            self._ready.set()
-            await self._stop.wait()
-
-    def __enter__(self) -> LiveServer:
-        self._thread.start()
-        assert self._ready.wait(30), "server did not start"
-        assert self.srv is not None
-        return self.srv
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None and self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-
 @pytest.fixture(scope="module")
 def contract_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One server for both runs (a server per example would dominate the time)."""
-    with _ThreadServer(
+    with ThreadServer(
         tmp_path_factory.mktemp("contract"),
         limits={"guest_logins_per_minute": 1_000_000},
         logging={"level": "ERROR"},

@@ -10,11 +10,8 @@ afterwards. (Raw invalid UTF-8 in a text frame is rightly closed with 1007 and i
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,54 +19,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import LiveServer, make_settings, run_live_server
+from tests.threaded import ThreadServer
 
 SERVER_TYPES = {"connected", "ack", "ai_delta", "ai_message", "error", "pong"}
 ERROR_CODES = {"invalid_json", "invalid_frame", "message_too_large", "rate_limited"}
 
 
-class ThreadServer:
-    """A live chatwatch server running in its own thread and event loop."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self._settings = make_settings(
-            tmp_path, limits={"messages_per_minute": 1_000_000}, cache={"enabled": False}
-        )
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.srv: LiveServer | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with run_live_server(self._settings) as srv:
-            self.srv = srv
-            self._ready.set()
-            await self._stop.wait()
-
-    def __enter__(self) -> LiveServer:
-        self._thread.start()
-        assert self._ready.wait(30), "server did not start"
-        assert self.srv is not None
-        return self.srv
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None and self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
-
-    def guest_token(self) -> str:
-        assert self.srv is not None and self._loop is not None
-        future = asyncio.run_coroutine_threadsafe(self.srv.guest(), self._loop)
-        return future.result(10)[0]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadServer]:
     """One server for every example (starting one per example would dominate the run)."""
-    threaded = ThreadServer(tmp_path_factory.mktemp("fuzz"))
+    threaded = ThreadServer(
+        tmp_path_factory.mktemp("fuzz"),
+        limits={"messages_per_minute": 1_000_000},
+        cache={"enabled": False},
+    )
     with threaded:
         yield threaded
 

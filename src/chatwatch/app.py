@@ -25,6 +25,7 @@ from starlette.types import ASGIApp
 
 from chatwatch.alerts.factory import build_alert_engine
 from chatwatch.alerts.signal_adapter import SignalsSource
+from chatwatch.alerts.stored_signals import StoredSignalsSource
 from chatwatch.api import admin_chat, admin_page, chat_history, chat_ws, health
 from chatwatch.api import auth as auth_api
 from chatwatch.api.admin_alerts import build_admin_alerts_router
@@ -217,7 +218,10 @@ def build_app(
     metrics = ChatMetrics(registry, clock, settings.metrics, live=hub)
     attach(bus, metrics)
     signals = Signals(metrics, security)
-    alerts = build_alert_engine(settings, db, clock, SignalsSource(signals), metrics)
+    source = StoredSignalsSource(
+        SignalsSource(signals), db, clock, max_age=settings.alerts.evaluation_interval
+    )
+    alerts = build_alert_engine(settings, db, clock, source, metrics)
     runtime = RuntimeMonitor(metrics, clock)
     interval = IntervalCounter(metrics)
 

@@ -236,4 +236,4 @@ def test_matchers_are_anchored_and_missing_labels_are_empty() -> None:
 
 def test_every_default_name_is_fixed() -> None:
     """The default rule names are those of SPEC §6 (plus the Watchdog)."""
-    assert set(DEFAULT_RULES) == set(SPEC_DEFAULTS) | {"Watchdog"}
+    assert set(DEFAULT_RULES) == set(SPEC_DEFAULTS) | {"Watchdog", "HighAICostPerUser"}

@@ -68,6 +68,19 @@ DEFAULT_RULES: dict[str, dict[str, Any]] = {
         "summary": "AI spend over the last 24 h is above $100",
         "cooldown": "6h",
     },
+    # Off by default: one user running up cost (user_id is an alert label, never a metric's).
+    "HighAICostPerUser": {
+        "signal": "ai_cost_usd_24h",
+        "by": ["user_id"],
+        "op": ">",
+        "threshold": 20.0,
+        "for": "0s",
+        "severity": "medium",
+        "type": "ai",
+        "summary": "One user's AI spend over the last 24 h is above $20",
+        "cooldown": "6h",
+        "enabled": False,
+    },
     "AuthFailureBurst": {
         "signal": "auth_failures_per_minute",
         "op": ">",

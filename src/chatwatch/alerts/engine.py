@@ -347,7 +347,12 @@ class AlertEngine:
 
     async def evaluate(self, reading: SignalReading | None = None) -> None:
         """Read the signals (or take ``reading``) and apply every enabled rule once."""
-        reading = reading if reading is not None else self.source.read()
+        if reading is None:
+            # A source with database-backed signals queries them here, off the chat path.
+            refresh = getattr(self.source, "refresh", None)
+            if refresh is not None:
+                await refresh()
+            reading = self.source.read()
         async with self._lock:
             now = self.clock.time()
             inserts: list[Alert] = []

@@ -61,7 +61,12 @@ SIGNALS: Mapping[str, SignalSpec] = {
         SignalSpec("response_time_p95_seconds", SignalKind.RATE, "user message → reply, P95"),
         SignalSpec("ai_response_time_p95_seconds", SignalKind.RATE, "AI call duration, P95"),
         SignalSpec("cache_hit_rate", SignalKind.RATE, "AI cache hits per look-up"),
-        SignalSpec("ai_cost_usd_24h", SignalKind.COUNT, "AI spend over the last 24 h, USD"),
+        SignalSpec(
+            "ai_cost_usd_24h",
+            SignalKind.COUNT,
+            "AI spend over the last 24 h, USD (also per user_id, the top 50)",
+            ("user_id",),
+        ),
         SignalSpec("ai_error_rate", SignalKind.RATE, "failed AI calls per AI call"),
         SignalSpec(
             "auth_failures_per_minute",

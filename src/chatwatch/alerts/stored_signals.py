@@ -1,0 +1,69 @@
+"""Signals read from the database, not the in-process metrics: AI spend over 24 h.
+
+Spend comes from each stored reply's ``cost_usd``, so it survives restarts and counts the
+replies of every node. The query runs at most once per ``max_age`` (the evaluation
+interval), before the engine reads, and never on the chat path.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from chatwatch.alerts.signals_port import Series, StaticReading
+from chatwatch.clock import Clock
+from chatwatch.store.db import Database
+from chatwatch.store.spend import TOP_USERS, SpendByUser, spend_by_user
+
+__all__ = ["AI_COST_SIGNAL", "StaticSource", "StoredSignalsSource"]
+
+AI_COST_SIGNAL = "ai_cost_usd_24h"
+DAY = 86_400.0
+
+
+class StaticSource(Protocol):
+    """A source whose readings can be amended (``SignalsSource``)."""
+
+    def read(self) -> StaticReading:
+        """A reading taken now."""
+        ...
+
+
+class StoredSignalsSource:
+    """``inner``'s signals with ``ai_cost_usd_24h`` (total and per ``user_id``) from the store."""
+
+    def __init__(
+        self,
+        inner: StaticSource,
+        db: Database,
+        clock: Clock,
+        *,
+        max_age: float,
+        limit: int = TOP_USERS,
+    ) -> None:
+        self.inner = inner
+        self.db = db
+        self.clock = clock
+        self.max_age = max_age
+        self.limit = limit
+        self.queries = 0
+        self._spend: SpendByUser | None = None
+        self._at: float | None = None
+
+    async def refresh(self) -> None:
+        """Query the store unless the cached figures are younger than ``max_age``."""
+        now = self.clock.time()
+        if self._at is not None and 0 <= now - self._at < self.max_age:
+            return
+        self._spend = await spend_by_user(self.db, now - DAY, now, self.limit)
+        self._at = now
+        self.queries += 1
+
+    def read(self) -> StaticReading:
+        """The inner reading, its AI spend replaced by the stored one (once refreshed)."""
+        reading = self.inner.read()
+        spend = self._spend
+        if spend is not None:
+            rows = [Series({}, spend.total)]
+            rows += [Series({"user_id": user}, cost) for user, cost in spend.users]
+            reading.data[AI_COST_SIGNAL] = rows
+        return reading

@@ -421,6 +421,11 @@ class AlertRuleSettings(_Section):
     min_samples: int = Field(0, ge=0, description="fewer events behind a rate: no data")
     escalate_after: str | None = None
     escalate_to: list[str] | None = None
+    kind: Literal["threshold", "slo"] | None = Field(
+        None, description="slo: a multi-window burn-rate rule (objective, window)"
+    )
+    objective: float | None = Field(None, description="slo: the good fraction, 0..1 exclusive")
+    window: str | None = Field(None, description="slo: the objective's period, e.g. 28d")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

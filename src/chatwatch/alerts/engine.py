@@ -39,9 +39,11 @@ from chatwatch.alerts.notification import (
 )
 from chatwatch.alerts.outbox import Dispatcher
 from chatwatch.alerts.rules import (
+    SLO_SIGNAL,
     AlertType,
     Rule,
     RuleError,
+    RuleKind,
     RuleSource,
     Severity,
     build_rule,
@@ -54,6 +56,7 @@ from chatwatch.alerts.signals_port import (
     SignalSource,
 )
 from chatwatch.alerts.silences import Silence, parse_matchers, parse_time_value
+from chatwatch.alerts.slo import SEVERITY_OF_BURN
 from chatwatch.alerts.state import Alert, AlertState, Notified, fingerprint
 from chatwatch.alerts.store import AlertStore, NameTaken
 from chatwatch.clock import Clock
@@ -134,6 +137,15 @@ def _rows(reading: SignalReading, signal: str, by: tuple[str, ...]) -> list[_Row
         (_label_key(s.labels), s.labels, s.value, s.samples)
         for s in reading.series(signal)
         if s.labels.keys() == want
+    ]
+
+
+def _slo_rows(reading: SignalReading, name: str) -> list[_Row]:
+    """The burn-rate series of the SLO rule ``name`` (one per window pair)."""
+    return [
+        (_label_key(s.labels), s.labels, s.value, s.samples)
+        for s in reading.series(SLO_SIGNAL)
+        if s.labels.get("slo") == name
     ]
 
 
@@ -351,7 +363,7 @@ class AlertEngine:
             # A source with database-backed signals queries them here, off the chat path.
             refresh = getattr(self.source, "refresh", None)
             if refresh is not None:
-                await refresh()
+                await refresh(list(self._rules))
             reading = self.source.read()
         async with self._lock:
             now = self.clock.time()
@@ -392,6 +404,8 @@ class AlertEngine:
         rows = index.get((rule.signal, rule.by))
         if rows is None:
             rows = index[(rule.signal, rule.by)] = _rows(reading, rule.signal, rule.by)
+        if rule.kind is RuleKind.SLO:
+            rows = _slo_rows(reading, rule.name)
         name = rule.name
         active = self._active
         fires = rule.op.compare
@@ -407,7 +421,8 @@ class AlertEngine:
                 continue
             self._step(rule, key, labels, value, now, inserts, updates, deletes)
         keys = self._rule_keys.get(name)
-        if keys and SIGNALS[rule.signal].kind is SignalKind.COUNT:
+        spec = SIGNALS.get(rule.signal)
+        if keys and spec is not None and spec.kind is SignalKind.COUNT:
             seen = {(name, row[0]) for row in rows}
             for key in [k for k in keys if k not in seen]:
                 self._step(rule, key, dict(key[1]), 0.0, now, inserts, updates, deletes)
@@ -453,7 +468,10 @@ class AlertEngine:
             **rule.labels,
             **labels,
             "alertname": rule.name,
-            "severity": rule.severity.value,
+            # An SLO rule's severity is that of the burn-rate pair that fires.
+            "severity": SEVERITY_OF_BURN.get(labels.get("burn", ""), rule.severity).value
+            if rule.kind is RuleKind.SLO
+            else rule.severity.value,
             "type": rule.type.value,
         }
         summary = rule.summary or f"{rule.signal} {rule.op.value} {rule.threshold:g}"

@@ -12,7 +12,7 @@ import math
 import operator
 import re
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +24,7 @@ __all__ = [
     "Op",
     "Rule",
     "RuleError",
+    "RuleKind",
     "RuleSource",
     "Severity",
     "build_rule",
@@ -98,6 +99,20 @@ class RuleSource(StrEnum):
     API = "api"
 
 
+class RuleKind(StrEnum):
+    """A threshold on a signal, or an SLO's multi-window burn rates."""
+
+    THRESHOLD = "threshold"
+    SLO = "slo"
+
+
+# An SLO rule reads this internal signal (not in SIGNALS: no threshold rule may use it), one
+# series per rule and burn-rate pair; its value is the smaller of the two windows' burn
+# rates as a multiple of the pair's factor, firing above 1.
+SLO_SIGNAL = "slo_burn_rate"
+DEFAULT_SLO_WINDOW = 28 * 86400.0
+
+
 class RuleError(ValueError):
     """A rule field is bad; ``field`` names it (as in the API body or config entry)."""
 
@@ -159,6 +174,9 @@ class Rule:
     escalate_after_s: float | None = None
     escalate_to: tuple[str, ...] | None = None
     source: RuleSource = RuleSource.API
+    kind: RuleKind = RuleKind.THRESHOLD
+    objective: float | None = None
+    window_s: float | None = None
 
     def fires(self, value: float) -> bool:
         """True when ``value`` meets the firing condition."""
@@ -196,7 +214,14 @@ class Rule:
                 None if self.escalate_after_s is None else format_duration(self.escalate_after_s)
             ),
             "escalate_to": None if self.escalate_to is None else list(self.escalate_to),
+            **self._slo_spec(),
         }
+
+    def _slo_spec(self) -> dict[str, Any]:
+        if self.kind is not RuleKind.SLO:
+            return {}
+        window = format_duration(self.window_s or DEFAULT_SLO_WINDOW)
+        return {"kind": self.kind.value, "objective": self.objective, "window": window}
 
     def to_json(self) -> dict[str, Any]:
         """The rule as the API shows it."""
@@ -224,6 +249,9 @@ _FIELDS = frozenset(
         "min_samples",
         "escalate_after",
         "escalate_to",
+        "kind",
+        "objective",
+        "window",
     }
 )
 
@@ -296,6 +324,9 @@ def build_rule(
     unknown = sorted(set(data) - _FIELDS)
     if unknown:
         raise RuleError(str(unknown[0])[:64], "unknown field")
+    kind: RuleKind = _enum("kind", data.get("kind") or "threshold", RuleKind)
+    if kind is RuleKind.SLO:
+        return _build_slo(data, source, channels)
     for required in ("name", "signal", "op", "threshold"):
         if data.get(required) is None:
             raise RuleError(required, "is required")
@@ -360,4 +391,40 @@ def build_rule(
         escalate_after_s=escalate_after_s,
         escalate_to=_names("escalate_to", data.get("escalate_to"), channels, "channel"),
         source=source,
+    )
+
+
+def _build_slo(
+    data: Mapping[str, Any], source: RuleSource, channels: Collection[str] | None
+) -> Rule:
+    """An SLO rule: burn rates from stored counts; severity comes from the pair that fires."""
+    for fixed in ("signal", "op", "threshold", "by", "resolve_threshold", "min_samples"):
+        if data.get(fixed) not in (None, [], 0):
+            raise RuleError(fixed, "is not used by a rule of kind 'slo'")
+    objective = data.get("objective")
+    if objective is None:
+        raise RuleError("objective", "is required for kind 'slo'")
+    if not 0 < _number("objective", objective) < 1:
+        raise RuleError("objective", "must be between 0 and 1, exclusive (e.g. 0.995)")
+    window = data.get("window")
+    window_s = (
+        DEFAULT_SLO_WINDOW
+        if window is None
+        else parse_duration_field("window", window, positive=True)
+    )
+    base = build_rule(
+        {
+            **{k: v for k, v in data.items() if k not in ("kind", "objective", "window")},
+            "signal": "error_rate",  # validated as a threshold rule, then made an SLO
+            "summary": data.get("summary")
+            or f"Messages fail fast enough to spend the {float(objective):.4g} SLO's budget early",
+            "op": ">",
+            "threshold": 1.0,
+            "by": [],
+        },
+        source=source,
+        channels=channels,
+    )
+    return replace(
+        base, signal=SLO_SIGNAL, kind=RuleKind.SLO, objective=float(objective), window_s=window_s
     )

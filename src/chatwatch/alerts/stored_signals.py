@@ -1,4 +1,4 @@
-"""Signals read from the database, not the in-process metrics: AI spend over 24 h.
+"""Signals read from the database, not the in-process metrics: AI spend, SLO burn rates.
 
 Spend comes from each stored reply's ``cost_usd``, so it survives restarts and counts the
 replies of every node. The query runs at most once per ``max_age`` (the evaluation
@@ -7,9 +7,12 @@ interval), before the engine reads, and never on the chat path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
+from chatwatch.alerts.rules import SLO_SIGNAL, Rule
 from chatwatch.alerts.signals_port import Series, StaticReading
+from chatwatch.alerts.slo import burn_series, window_counts, windows_needed
 from chatwatch.clock import Clock
 from chatwatch.store.db import Database
 from chatwatch.store.spend import TOP_USERS, SpendByUser, spend_by_user
@@ -47,14 +50,20 @@ class StoredSignalsSource:
         self.limit = limit
         self.queries = 0
         self._spend: SpendByUser | None = None
+        self._slo: list[Series] = []
         self._at: float | None = None
 
-    async def refresh(self) -> None:
-        """Query the store unless the cached figures are younger than ``max_age``."""
+    async def refresh(self, rules: Sequence[Rule] = ()) -> None:
+        """Query the store unless the cached figures are younger than ``max_age``.
+
+        ``rules`` are the engine's enabled rules: SLO rules add a metrics-history query.
+        """
         now = self.clock.time()
         if self._at is not None and 0 <= now - self._at < self.max_age:
             return
         self._spend = await spend_by_user(self.db, now - DAY, now, self.limit)
+        windows = windows_needed(rules)
+        self._slo = burn_series(rules, await window_counts(self.db, now, windows))
         self._at = now
         self.queries += 1
 
@@ -66,4 +75,5 @@ class StoredSignalsSource:
             rows = [Series({}, spend.total)]
             rows += [Series({"user_id": user}, cost) for user, cost in spend.users]
             reading.data[AI_COST_SIGNAL] = rows
+        reading.data[SLO_SIGNAL] = list(self._slo)
         return reading

@@ -14,7 +14,8 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from chatwatch.alerts.rules import Rule, format_duration
+from chatwatch.alerts.rules import Rule, RuleKind, format_duration
+from chatwatch.alerts.slo import BURN_PAIRS
 
 __all__ = ["PromQuery", "prometheus_rules", "query_for"]
 
@@ -88,6 +89,38 @@ def _expr(rule: Rule, query: PromQuery) -> str:
     return expr
 
 
+def _slo_rules(rule: Rule) -> list[str]:
+    """One Prometheus alert per burn-rate pair: both windows' error ratios over the rate."""
+    budget = 1.0 - (rule.objective or 0.0)
+    out: list[str] = []
+    for pair in BURN_PAIRS:
+        limit = f"{pair.factor * budget:.6g}"
+        ratios = [f"({_error_ratio(span)}) > {limit}" for span in (pair.long_s, pair.short_s)]
+        out += [
+            f"      - alert: {_q(rule.name)}",
+            f"        expr: {_q(' and '.join(ratios))}",
+            f"        for: {format_duration(rule.for_s)}",
+            "        labels:",
+            f"          severity: {_q(pair.severity.value)}",
+            f"          type: {_q(rule.type.value)}",
+            f"          burn: {_q(pair.label)}",
+        ]
+        out += [f"          {k}: {_q(v)}" for k, v in sorted(rule.labels.items())]
+        out += [
+            "        annotations:",
+            f"          summary: {_q(rule.summary)}",
+            f"          objective: {_q(f'{rule.objective:g}')}",
+            f"          burn_rate: {_q(f'{pair.factor:g}')}",
+        ]
+    return out
+
+
+def _error_ratio(span: float) -> str:
+    query = query_for("error_rate", span)
+    assert query is not None  # error_rate always has a PromQL form
+    return query.value
+
+
 def prometheus_rules(rules: Iterable[Rule], *, window: float, group: str = "chatwatch") -> str:
     """A Prometheus rules file (YAML) for the enabled ``rules``."""
     lines = [
@@ -103,6 +136,11 @@ def prometheus_rules(rules: Iterable[Rule], *, window: float, group: str = "chat
         query = query_for(rule.signal, window)
         if not rule.enabled:
             skipped.append(f"{rule.name}: disabled")
+            continue
+        if rule.kind is RuleKind.SLO:
+            slo_lines = _slo_rules(rule)
+            count += len(BURN_PAIRS)
+            lines += slo_lines
             continue
         if rule.by:
             skipped.append(f"{rule.name}: split by {', '.join(rule.by)}, which no metric carries")

@@ -166,6 +166,9 @@ class RuleOut(BaseModel):
     escalate_to: list[str] | None
     source: Literal["default", "config", "api"]
     read_only: bool
+    kind: Literal["threshold", "slo"] = "threshold"
+    objective: float | None = Field(None, description="kind slo: the good fraction")
+    window: str | None = Field(None, description="kind slo: the objective's period")
 
 
 class RulesOut(BaseModel):

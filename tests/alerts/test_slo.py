@@ -11,7 +11,7 @@ from sqlalchemy import insert
 from chatwatch.alerts.defaults import compile_rules
 from chatwatch.alerts.engine import AlertEngine, EngineOptions
 from chatwatch.alerts.rules import Rule, RuleError, RuleKind, build_rule
-from chatwatch.alerts.slo import window_counts
+from chatwatch.alerts.slo import retention_warnings, window_counts
 from chatwatch.alerts.store import AlertStore
 from chatwatch.alerts.stored_signals import StoredSignalsSource
 from chatwatch.clock import FakeClock
@@ -163,3 +163,15 @@ def test_slo_rule_from_configuration() -> None:
     bad = {"default_rules": False, "rules": [{"name": "A", "kind": "slo", "objective": 2}]}
     with pytest.raises(ValueError, match=r"alerts\.rules\.0\.objective"):
         compile_rules(AlertsSettings(**bad))
+
+
+def test_retention_warnings_name_the_rule_and_the_shortfall() -> None:
+    """Default 7 d retention with a 28 d SLO warns about the window only; 1 h retention
+    warns that burn-rate alerts are blind; 30 d retention or no SLO rule: no warning."""
+    rule = slo()
+    [week] = retention_warnings([rule], 7 * 86400.0)
+    assert "objective window" in week and week.startswith("Availability:")
+    [hour] = retention_warnings([rule], 3600.0)
+    assert "burn-rate window" in hour
+    assert retention_warnings([rule], 30 * 86400.0) == []
+    assert retention_warnings(compile_rules(AlertsSettings()), 60.0) == []

@@ -9,12 +9,16 @@ from chatwatch.alerts.defaults import compile_rules
 from chatwatch.alerts.engine import ActiveCounter, AlertEngine, EngineOptions
 from chatwatch.alerts.outbox import Dispatcher, NotificationCounter
 from chatwatch.alerts.signals_port import SignalSource
+from chatwatch.alerts.slo import retention_warnings
 from chatwatch.alerts.store import AlertStore
 from chatwatch.clock import Clock
 from chatwatch.config import Settings
+from chatwatch.observe.logs import get_logger
 from chatwatch.store.db import Database
 
 __all__ = ["build_alert_engine", "public_url"]
+
+_log = get_logger("alerts")
 
 
 class _Counters(ActiveCounter, NotificationCounter, Protocol):
@@ -57,11 +61,14 @@ def build_alert_engine(
         history_retention=a.history_retention,
         outbox_retention=a.outbox_retention,
     )
+    rules = compile_rules(a)
+    for warning in retention_warnings(rules, settings.metrics.history_retention):
+        _log.warning("alert.slo_history_short", component="alerts", detail=warning)
     return AlertEngine(
         store,
         source,
         clock,
-        rules=compile_rules(a),
+        rules=rules,
         channels=channels,
         options=options,
         dispatcher=dispatcher,

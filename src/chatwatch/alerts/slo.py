@@ -101,3 +101,25 @@ def windows_needed(rules: Sequence[Rule]) -> list[float]:
     if not any(r.kind is RuleKind.SLO for r in rules):
         return []
     return [w for p in BURN_PAIRS for w in (p.long_s, p.short_s)]
+
+
+def retention_warnings(rules: Sequence[Rule], retention: float) -> list[str]:
+    """Why stored history is too short for an SLO rule (empty when it is long enough)."""
+    out = []
+    longest_pair = max(p.long_s for p in BURN_PAIRS)
+    for rule in rules:
+        if rule.kind is not RuleKind.SLO or not rule.enabled:
+            continue
+        window = rule.window_s or 0.0
+        if retention < longest_pair:
+            out.append(
+                f"{rule.name}: metrics.history_retention {retention:g}s is shorter than the "
+                f"{longest_pair:g}s burn-rate window; its alerts see only the retained part"
+            )
+        elif retention < window:
+            out.append(
+                f"{rule.name}: its {window:g}s objective window is longer than "
+                f"metrics.history_retention ({retention:g}s); burn-rate alerts need only "
+                f"{longest_pair:g}s, but the whole window's budget cannot be read from history"
+            )
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from pathlib import Path
 
 from chatwatch.alerts.defaults import DEFAULT_RULES
 from chatwatch.alerts.engine import AlertEngine, EngineOptions
@@ -17,6 +18,7 @@ from chatwatch.store.chat_store import ChatStore
 from chatwatch.store.db import Database
 from chatwatch.store.spend import spend_by_user
 from tests.alerts.conftest import FakeSource
+from tests.observe.logstore_fixtures import migrated_db
 
 DAY = 86_400.0
 
@@ -126,3 +128,19 @@ async def test_high_ai_cost_per_user_fires_for_one_user_only(any_db: Database) -
     finally:
         await engine.stop()
     assert firing == [("HighAICostPerUser", big, "firing")]
+
+
+async def test_a_failed_query_leaves_the_other_signals_readable(tmp_path: Path) -> None:
+    """With the database gone (disposed, file removed) refresh does not raise; the inner
+    signals are still read and the stored spend is absent (no data), not stale."""
+    clock = FakeClock(base_time())
+    inner = FakeSource()
+    inner.set("error_rate", 0.5)
+    async with migrated_db("sqlite", tmp_path) as db:
+        source = StoredSignalsSource(inner, db, clock, max_age=15.0)
+        async with db.engine.begin() as conn:
+            await conn.exec_driver_sql("DROP TABLE messages")
+        await source.refresh()
+        reading = source.read()
+    assert [s.value for s in reading.series("error_rate")] == [0.5]
+    assert [s.value for s in reading.series("ai_cost_usd_24h")] == []

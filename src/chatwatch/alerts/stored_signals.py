@@ -14,6 +14,7 @@ from chatwatch.alerts.rules import SLO_SIGNAL, Rule
 from chatwatch.alerts.signals_port import Series, StaticReading
 from chatwatch.alerts.slo import burn_series, window_counts, windows_needed
 from chatwatch.clock import Clock
+from chatwatch.observe.logs import get_logger
 from chatwatch.store.db import Database
 from chatwatch.store.spend import TOP_USERS, SpendByUser, spend_by_user
 
@@ -21,6 +22,7 @@ __all__ = ["AI_COST_SIGNAL", "StaticSource", "StoredSignalsSource"]
 
 AI_COST_SIGNAL = "ai_cost_usd_24h"
 DAY = 86_400.0
+_log = get_logger("alerts")
 
 
 class StaticSource(Protocol):
@@ -61,9 +63,17 @@ class StoredSignalsSource:
         now = self.clock.time()
         if self._at is not None and 0 <= now - self._at < self.max_age:
             return
-        self._spend = await spend_by_user(self.db, now - DAY, now, self.limit)
-        windows = windows_needed(rules)
-        self._slo = burn_series(rules, await window_counts(self.db, now, windows))
+        try:
+            spend = await spend_by_user(self.db, now - DAY, now, self.limit)
+            counts = await window_counts(self.db, now, windows_needed(rules))
+        except Exception:
+            # A failed query must not stop the in-process signals from being evaluated:
+            # the stored signals go to no data until the next interval's query succeeds.
+            _log.exception("error.alert_stored_signals", component="alerts")
+            self._spend, self._slo, self._at = None, [], now
+            return
+        self._spend = spend
+        self._slo = burn_series(rules, counts)
         self._at = now
         self.queries += 1
 

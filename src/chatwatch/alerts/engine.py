@@ -863,7 +863,7 @@ class AlertEngine:
         """Validate and store a silence (RuleError naming the bad field)."""
         now = self.clock.time()
         matchers = parse_matchers(body.get("matchers"))
-        ends_at = parse_time_value("ends_at", body.get("ends_at"), now)
+        ends_at = parse_time_value("ends_at", body.get("ends_at"), now, ahead=True)
         starts_raw = body.get("starts_at")
         starts_at = now if starts_raw is None else parse_time_value("starts_at", starts_raw, now)
         if ends_at <= now:

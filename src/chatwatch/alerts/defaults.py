@@ -68,6 +68,16 @@ DEFAULT_RULES: dict[str, dict[str, Any]] = {
         "summary": "AI spend over the last 24 h is above $100",
         "cooldown": "6h",
     },
+    "HighAIErrorRate": {
+        "signal": "ai_error_rate",
+        "op": ">",
+        "threshold": 0.20,
+        "for": "1m",
+        "severity": "high",
+        "type": "ai",
+        "summary": "More than 20% of AI calls fail",
+        "min_samples": 5,
+    },
     "AuthFailureBurst": {
         "signal": "auth_failures_per_minute",
         "op": ">",

@@ -24,6 +24,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp
 
 from chatwatch.alerts.factory import build_alert_engine
+from chatwatch.alerts.handoff import HandoffNotifier
 from chatwatch.alerts.signal_adapter import SignalsSource
 from chatwatch.api import admin_chat, admin_page, chat_history, chat_ws, health
 from chatwatch.api import auth as auth_api
@@ -51,7 +52,7 @@ from chatwatch.chat.resilience import CircuitBreaker, RetryPolicy
 from chatwatch.chat.sessions import Sessions
 from chatwatch.clock import Clock, SystemClock
 from chatwatch.config import Settings
-from chatwatch.events import CacheEvicted, Event, EventBus, attach
+from chatwatch.events import CacheEvicted, Event, EventBus, HandoffRequested, attach
 from chatwatch.observe.context import start_background_job
 from chatwatch.observe.health import HealthChecker, HealthThresholds
 from chatwatch.observe.logs.pipeline import (
@@ -218,6 +219,9 @@ def build_app(
     attach(bus, metrics)
     signals = Signals(metrics, security)
     alerts = build_alert_engine(settings, db, clock, SignalsSource(signals), metrics)
+    handoffs = HandoffNotifier.of(alerts)
+    if settings.alerts.enabled:
+        bus.subscribe(HandoffRequested, handoffs.on_handoff)
     runtime = RuntimeMonitor(metrics, clock)
     interval = IntervalCounter(metrics)
 
@@ -345,6 +349,7 @@ def build_app(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await runtime.stop()
+            await handoffs.drain()
             await alerts.stop()
             metrics_endpoint.exposition.close()  # type: ignore[attr-defined]
             await ai_provider.aclose()

@@ -26,6 +26,8 @@ from starlette.types import ASGIApp
 from chatwatch.alerts.factory import build_alert_engine
 from chatwatch.alerts.handoff import HandoffNotifier
 from chatwatch.alerts.signal_adapter import SignalsSource
+from chatwatch.alerts.store import AlertStore
+from chatwatch.alerts.watcher import DroppedPerMinute, WatcherSource, disk_free
 from chatwatch.api import admin_chat, admin_page, chat_history, chat_ws, health
 from chatwatch.api import auth as auth_api
 from chatwatch.api.admin_alerts import build_admin_alerts_router
@@ -218,7 +220,16 @@ def build_app(
     metrics = ChatMetrics(registry, clock, settings.metrics, live=hub)
     attach(bus, metrics)
     signals = Signals(metrics, security)
-    alerts = build_alert_engine(settings, db, clock, SignalsSource(signals), metrics)
+    watched = WatcherSource(
+        SignalsSource(signals),
+        clock,
+        outbox_backlog=AlertStore(db).outbox_backlog,
+        dropped=DroppedPerMinute(
+            lambda: registry.get_sample_value("chat_log_records_dropped_total") or 0.0, clock
+        ),
+        free_bytes=disk_free(settings.server.data_dir),
+    )
+    alerts = build_alert_engine(settings, db, clock, watched, metrics)
     handoffs = HandoffNotifier.of(alerts)
     if settings.alerts.enabled:
         bus.subscribe(HandoffRequested, handoffs.on_handoff)

@@ -237,6 +237,9 @@ def test_matchers_are_anchored_and_missing_labels_are_empty() -> None:
 # Issue 9's defaults, on by default: AI errors and the watcher watched.
 ISSUE9_DEFAULTS = {
     "HighAIErrorRate": ("ai_error_rate", ">", 0.20),
+    "AlertOutboxBacklog": ("alert_outbox_backlog", ">", 0.0),
+    "LogRecordsDropped": ("log_records_dropped_per_minute", ">", 0.0),
+    "LowDiskSpace": ("data_dir_free_bytes", "<", float(1 << 30)),
 }
 
 

@@ -24,7 +24,10 @@ from starlette.routing import Match
 from starlette.types import ASGIApp
 
 from chatwatch.alerts.factory import build_alert_engine
+from chatwatch.alerts.handoff import HandoffNotifier
 from chatwatch.alerts.signal_adapter import SignalsSource
+from chatwatch.alerts.store import AlertStore
+from chatwatch.alerts.watcher import DroppedPerMinute, WatcherSource, disk_free
 from chatwatch.api import admin_chat, admin_page, chat_history, chat_ws, health
 from chatwatch.api import auth as auth_api
 from chatwatch.api.admin_alerts import build_admin_alerts_router
@@ -51,7 +54,7 @@ from chatwatch.chat.resilience import CircuitBreaker, RetryPolicy
 from chatwatch.chat.sessions import Sessions
 from chatwatch.clock import Clock, SystemClock
 from chatwatch.config import Settings
-from chatwatch.events import CacheEvicted, Event, EventBus, attach
+from chatwatch.events import CacheEvicted, Event, EventBus, HandoffRequested, attach
 from chatwatch.observe.context import start_background_job
 from chatwatch.observe.health import HealthChecker, HealthThresholds
 from chatwatch.observe.logs.pipeline import (
@@ -217,7 +220,19 @@ def build_app(
     metrics = ChatMetrics(registry, clock, settings.metrics, live=hub)
     attach(bus, metrics)
     signals = Signals(metrics, security)
-    alerts = build_alert_engine(settings, db, clock, SignalsSource(signals), metrics)
+    watched = WatcherSource(
+        SignalsSource(signals),
+        clock,
+        outbox_backlog=AlertStore(db).outbox_backlog,
+        dropped=DroppedPerMinute(
+            lambda: registry.get_sample_value("chat_log_records_dropped_total") or 0.0, clock
+        ),
+        free_bytes=disk_free(settings.server.data_dir),
+    )
+    alerts = build_alert_engine(settings, db, clock, watched, metrics)
+    handoffs = HandoffNotifier.of(alerts)
+    if settings.alerts.enabled:
+        bus.subscribe(HandoffRequested, handoffs.on_handoff)
     runtime = RuntimeMonitor(metrics, clock)
     interval = IntervalCounter(metrics)
 
@@ -345,6 +360,7 @@ def build_app(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await runtime.stop()
+            await handoffs.drain()
             await alerts.stop()
             metrics_endpoint.exposition.close()  # type: ignore[attr-defined]
             await ai_provider.aclose()

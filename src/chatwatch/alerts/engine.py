@@ -347,7 +347,11 @@ class AlertEngine:
 
     async def evaluate(self, reading: SignalReading | None = None) -> None:
         """Read the signals (or take ``reading``) and apply every enabled rule once."""
-        reading = reading if reading is not None else self.source.read()
+        if reading is None:
+            refresh = getattr(self.source, "refresh", None)  # sources with async probes
+            if refresh is not None:
+                await refresh()
+            reading = self.source.read()
         async with self._lock:
             now = self.clock.time()
             inserts: list[Alert] = []

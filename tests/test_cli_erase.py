@@ -110,3 +110,32 @@ def test_erase_without_the_servers_database_refuses_and_creates_nothing(
     assert result.exit_code == 2
     assert "no database at" in result.output
     assert not (empty / "var" / "chatwatch.db").exists()
+
+
+def test_erase_from_the_cli_leaves_an_audit_record(tmp_path: Path) -> None:
+    """A CLI erasure is an admin action like the API's: the store gets audit.user_erased
+    naming the local user who ran it and the counts (before: no record at all)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'chatwatch.db'}"
+    seed(url, {"guest-d": 2})
+    assert run("erase", "--user", "guest-d").exit_code == 0
+
+    async def audit_records() -> list[dict[str, Any]]:
+        from sqlalchemy import select
+
+        from chatwatch.store.log_tables import log_records
+
+        db = Database(url)
+        try:
+            async with db.engine.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        select(log_records.c.data).where(log_records.c.event == "audit.user_erased")
+                    )
+                ).all()
+        finally:
+            await db.dispose()
+        return [json.loads(r.data) for r in rows]
+
+    [record] = asyncio.run(audit_records())
+    assert record["operator"].startswith("local-user:")
+    assert (record["erased_user_id"], record["messages"]) == ("guest-d", 2)

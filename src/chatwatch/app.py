@@ -24,8 +24,11 @@ from starlette.routing import Match
 from starlette.types import ASGIApp
 
 from chatwatch.alerts.factory import build_alert_engine
+from chatwatch.alerts.handoff import HandoffNotifier
 from chatwatch.alerts.signal_adapter import SignalsSource
+from chatwatch.alerts.store import AlertStore
 from chatwatch.alerts.stored_signals import StoredSignalsSource
+from chatwatch.alerts.watcher import DroppedPerMinute, WatcherSource, disk_free
 from chatwatch.api import admin_chat, admin_page, chat_history, chat_ws, health
 from chatwatch.api import auth as auth_api
 from chatwatch.api.admin_alerts import build_admin_alerts_router
@@ -52,7 +55,7 @@ from chatwatch.chat.resilience import CircuitBreaker, RetryPolicy
 from chatwatch.chat.sessions import Sessions
 from chatwatch.clock import Clock, SystemClock
 from chatwatch.config import Settings
-from chatwatch.events import CacheEvicted, Event, EventBus, attach
+from chatwatch.events import CacheEvicted, Event, EventBus, HandoffRequested, attach
 from chatwatch.observe.context import start_background_job
 from chatwatch.observe.health import HealthChecker, HealthThresholds
 from chatwatch.observe.logs.pipeline import (
@@ -218,10 +221,21 @@ def build_app(
     metrics = ChatMetrics(registry, clock, settings.metrics, live=hub)
     attach(bus, metrics)
     signals = Signals(metrics, security)
-    source = StoredSignalsSource(
-        SignalsSource(signals), db, clock, max_age=settings.alerts.evaluation_interval
+    watched = WatcherSource(
+        SignalsSource(signals),
+        clock,
+        outbox_backlog=AlertStore(db).outbox_backlog,
+        dropped=DroppedPerMinute(
+            lambda: registry.get_sample_value("chat_log_records_dropped_total") or 0.0, clock
+        ),
+        free_bytes=disk_free(settings.server.data_dir),
     )
+    source = StoredSignalsSource(watched, db, clock, max_age=settings.alerts.evaluation_interval)
     alerts = build_alert_engine(settings, db, clock, source, metrics)
+    source.rules = alerts.rules
+    handoffs = HandoffNotifier.of(alerts)
+    if settings.alerts.enabled:
+        bus.subscribe(HandoffRequested, handoffs.on_handoff)
     runtime = RuntimeMonitor(metrics, clock)
     interval = IntervalCounter(metrics)
 
@@ -349,6 +363,7 @@ def build_app(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await runtime.stop()
+            await handoffs.drain()
             await alerts.stop()
             metrics_endpoint.exposition.close()  # type: ignore[attr-defined]
             await ai_provider.aclose()

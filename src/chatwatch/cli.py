@@ -4,6 +4,7 @@ alerts test."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from prometheus_client import CollectorRegistry
 
 from chatwatch.config import ConfigError, Settings, load_settings, parse_duration
 from chatwatch.loadtest import register as register_loadtest
@@ -323,15 +325,35 @@ def _sqlite_file(database_url: str) -> Path | None:
 
 
 async def _erase(settings: Settings, user_id: str) -> dict[str, Any] | None:
+    import getpass
+
+    from chatwatch.api.audit import AuditAction, audit
     from chatwatch.clock import SystemClock
+    from chatwatch.observe.logs.pipeline import LogMetrics, configure_logging
+    from chatwatch.observe.logs.store import LogStore
     from chatwatch.store.db import Database
     from chatwatch.store.retention import Retention
 
+    clock = SystemClock()
     db = Database(settings.database_url)
+    # The erasure is an admin action like the API's: its audit record goes to the same store.
+    logstore = LogStore(db, clock, metrics=LogMetrics(CollectorRegistry()))
     try:
         await db.migrate()
-        erased = await Retention(db, SystemClock()).erase_user(user_id)
+        await logstore.start()
+        configure_logging(settings.logging, sink=logstore.submit, stream=io.BytesIO(), clock=clock)
+        erased = await Retention(db, clock).erase_user(user_id)
+        if erased is not None:
+            counts = erased.as_json()
+            counts.pop("user_id", None)
+            audit(
+                f"local-user:{getpass.getuser()}",
+                AuditAction.USER_ERASED,
+                erased_user_id=user_id,
+                **counts,
+            )
     finally:
+        await logstore.close()
         await db.dispose()
     return None if erased is None else erased.as_json()
 

@@ -397,6 +397,8 @@ class LoggingSettings(_Section):
 
 Severity = Literal["low", "medium", "high", "critical"]
 AlertType = Literal["error", "performance", "security", "connection", "ai", "system"]
+# What a channel may take: every alert type, and hand-offs to a person (alerts.handoff).
+ChannelType = Literal["error", "performance", "security", "connection", "ai", "system", "handoff"]
 
 
 class AlertRuleSettings(_Section):
@@ -443,7 +445,7 @@ class AlertChannelSettings(_Section):
     url: str | None = None
     secret: str | None = None
     severities: list[Severity] | None = None
-    types: list[AlertType] | None = None
+    types: list[ChannelType] | None = None
     smtp_host: str | None = None
     smtp_port: int = Field(25, ge=1, le=65535)
     starttls: bool = False

@@ -522,3 +522,19 @@ class LimitsStorageChanged(Event):
     error: str  # what failed first ("" when recovered)
     fallback_calls: int  # limit checks counted in memory during this outage so far
     name = "limits.storage.changed"
+
+
+# --- added by the alerts work (issue 9) ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffRequested(Event):
+    """The consultant offered a visitor a human hand-off (beside ``FeatureUsed("handoff")``,
+    which carries no session). Listener: the alert engine's ``HandoffNotifier`` queues a
+    ``handoff`` notification with the conversation link; no metric (``FeatureUsed`` counts
+    it), no log listener (the notifier logs ``alert.handoff_queued`` at info)."""
+
+    session_id: str
+    user_id: str
+    correlation_id: str
+    name = "chat.handoff.requested"

@@ -20,6 +20,7 @@ import ipaddress
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +31,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 from uvicorn.supervisors.multiprocess import Process
 
+from chatwatch.api.incidents import report_incident
 from chatwatch.config import ServerSettings, Settings, load_settings
 from chatwatch.services import Services
+from chatwatch.vocabulary import ErrorType, SecurityEventType
 
 __all__ = [
     "ChatwatchConfig",
@@ -84,6 +87,13 @@ class ChatwatchServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, services: Services | None = None) -> None:
         super().__init__(config)
         self.services = services
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start serving; refusals at the HTTP layer become security events of the app."""
+        services = self.services or (_worker_services[0] if _worker_services else None)
+        if services is not None and isinstance(self.config, ChatwatchConfig):
+            self.config.on_http_refused = _http_refusal_reporter(services)
+        await super().startup(sockets)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Stop accepting, drain the chat, then let uvicorn finish."""
@@ -186,6 +196,26 @@ class ChatwatchConfig(uvicorn.Config):
         super().__init__(app, http=GuardedHttpProtocol, **kwargs)
         self.http_limits = limits
         self.http_peers = PeerCounts()
+        # Set in the serving process (a callback cannot travel to worker processes).
+        self.on_http_refused: Callable[[int, str, str], None] | None = None
+
+
+def _http_refusal_reporter(services: Services) -> Callable[[int, str, str], None]:
+    """Report one HTTP-layer refusal as a security event and an error (counted, logged)."""
+
+    def report(status: int, reason: str, client_ip: str) -> None:
+        report_incident(
+            services.bus,
+            kind=SecurityEventType.HTTP_LIMIT,
+            error_type=ErrorType.RATE_LIMIT if status == 429 else ErrorType.VALIDATION,
+            code=f"http_{status}",
+            client_ip=client_ip,
+            user_agent="",
+            user_id=None,
+            detail=f"{status} {reason}",
+        )
+
+    return report
 
 
 class _LimitExceeded(Exception):
@@ -337,6 +367,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         """
         self._refused = True
         self._cancel_header_timer()
+        report = getattr(self.config, "on_http_refused", None)
+        if report is not None and self.client:
+            with contextlib.suppress(Exception):  # reporting never keeps a socket open
+                report(status, reason, self.client[0])
         if self.transport.is_closing():
             return
         if self.cycle is None or self.cycle.response_complete:

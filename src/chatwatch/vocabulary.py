@@ -100,3 +100,4 @@ class SecurityEventType(StrEnum):
     GUEST_LOGIN_FLOOD = "guest_login_flood"
     AI_SPEND_LIMITED = "ai_spend_limited"
     ORIGIN_REFUSED = "origin_refused"
+    HTTP_LIMIT = "http_limit"  # refused at the HTTP layer: 431, 408, or 429 per address

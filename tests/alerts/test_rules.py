@@ -234,6 +234,38 @@ def test_matchers_are_anchored_and_missing_labels_are_empty() -> None:
     assert empty.matches({}) and not empty.matches({"team": "x"})
 
 
+# Issue 9's defaults, on by default: AI errors and the watcher watched.
+ISSUE9_DEFAULTS = {
+    "HighAIErrorRate": ("ai_error_rate", ">", 0.20),
+    "AlertOutboxBacklog": ("alert_outbox_backlog", ">", 0.0),
+    "LogRecordsDropped": ("log_records_dropped_per_minute", ">", 0.0),
+    "LowDiskSpace": ("data_dir_free_bytes", "<", float(1 << 30)),
+}
+
+
 def test_every_default_name_is_fixed() -> None:
-    """The default rule names are those of SPEC §6 (plus the Watchdog)."""
-    assert set(DEFAULT_RULES) == set(SPEC_DEFAULTS) | {"Watchdog", "HighAICostPerUser"}
+    """The default rule names are those of SPEC §6, issue 9's, and the Watchdog."""
+    assert set(DEFAULT_RULES) == set(SPEC_DEFAULTS) | set(ISSUE9_DEFAULTS) | {
+        "Watchdog",
+        "HighAICostPerUser",
+    }
+
+
+def test_issue9_defaults_are_on_and_changeable() -> None:
+    """HighAIErrorRate (and the watcher's rules) are on by default with their thresholds;
+    ``alerts.rules`` turns one off or changes its ``for`` like any default."""
+    rules = {r.name: r for r in compile_rules(AlertsSettings())}
+    got = {n: (r.signal, r.op.value, r.threshold) for n, r in rules.items() if n in ISSUE9_DEFAULTS}
+    assert got == ISSUE9_DEFAULTS
+    assert all(rules[n].enabled for n in ISSUE9_DEFAULTS)
+    ai = rules["HighAIErrorRate"]
+    assert (ai.min_samples, ai.for_s, ai.type.value, ai.severity.value) == (5, 60.0, "ai", "high")
+    changed = {
+        r.name: r
+        for r in compile_rules(
+            AlertsSettings.model_validate(
+                {"rules": [{"name": n, "enabled": False} for n in ISSUE9_DEFAULTS]}
+            )
+        )
+    }
+    assert not any(changed[n].enabled for n in ISSUE9_DEFAULTS)

@@ -3,10 +3,13 @@ security monitor: per-IP series, no data, and the events behind each rate."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry
 
 from chatwatch.alerts.signal_adapter import SignalsSource
 from chatwatch.alerts.signals_port import SIGNALS
+from chatwatch.alerts.watcher import DroppedPerMinute, WatcherSource, disk_free
 from chatwatch.clock import FakeClock
 from chatwatch.config import MetricsSettings
 from chatwatch.events import EventBus, SecurityEvent, attach
@@ -33,9 +36,23 @@ def auth_failed(ip: str) -> SecurityEvent:
     )
 
 
-def test_every_catalogued_signal_is_read() -> None:
-    """Each signal the engine knows (but its own watchdog) comes out of a reading."""
-    _, src = source()
+async def test_every_catalogued_signal_is_read(tmp_path: Path) -> None:
+    """Each signal the engine knows (but its own watchdog) comes out of a reading of the
+    adapter wrapped in the watcher's source (as the app composes them)."""
+    _, inner = source()
+
+    async def backlog(created_before: float) -> int:
+        return 0
+
+    clock = FakeClock()
+    src = WatcherSource(
+        inner,
+        clock,
+        outbox_backlog=backlog,
+        dropped=DroppedPerMinute(lambda: 0.0, clock),
+        free_bytes=disk_free(tmp_path),
+    )
+    await src.refresh()
     reading = src.read()
     assert {name for name in SIGNALS if name != "watchdog" and not reading.series(name)} == set()
 

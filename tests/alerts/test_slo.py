@@ -57,6 +57,7 @@ async def engine_over(db: Database, clock: FakeClock, rules: list[Rule]) -> Aler
         rules=rules,
         options=EngineOptions(group_wait=0.0, evaluation_interval=15.0),
     )
+    source.rules = engine.rules
     await engine.start(background=False)
     return engine
 

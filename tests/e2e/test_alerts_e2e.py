@@ -11,6 +11,8 @@ from typing import Any
 from chatwatch.clock import FakeClock
 from tests.alerts.receiver import Receiver, run_receiver
 from tests.conftest import LiveServer, LiveServerFactory
+from tests.e2e.client import open_chat
+from tests.fakes.openai_upstream import Behaviour, FakeOpenAI
 
 SECRET = "e2e-webhook-secret-0123456789"
 ALERTS = "/api/v1/admin/chat/alerts"
@@ -94,3 +96,64 @@ async def test_eleven_bad_logins_from_one_ip_alert_once_then_resolve(
             async with srv.http() as client:
                 active = (await client.get(ALERTS, headers=srv.admin_headers())).json()
             assert active["active"] == []
+
+
+async def test_broken_ai_upstream_fires_high_ai_error_rate_and_fixing_it_resolves(
+    live_server_factory: LiveServerFactory, fake_openai: FakeOpenAI
+) -> None:
+    """ai.provider=openai against the fake upstream answering 500: a few failed replies fire
+    HighAIErrorRate (type ai, high) at the webhook receiver; with the upstream fixed, new
+    successful replies in the 2 s window bring the rate under 20% and the resolution
+    arrives. (``for`` 0s and ``min_samples`` 2 through alerts.rules, for the test.)"""
+    fake_openai.behaviour = Behaviour(status=500)
+    ai = {
+        "provider": "openai",
+        "base_url": fake_openai.url,
+        "model": "m",
+        "timeout": 2.0,
+        "retry_attempts": 0,
+        "circuit_failures": 0,
+    }
+    async with run_receiver() as rx:
+        alerts = {
+            "evaluation_interval": 0.2,
+            "group_wait": 0.2,
+            "channels": [{"name": "hook", "kind": "webhook", "url": rx.url, "secret": SECRET}],
+            "rules": [{"name": "HighAIErrorRate", "for": "0s", "min_samples": 2}],
+        }
+        async with live_server_factory(
+            ai=ai, alerts=alerts, metrics={"window": 2.0}, cache={"enabled": False}
+        ) as srv:
+            token, _ = await srv.guest()
+            client = await open_chat(srv.ws_url, token)
+            sent = 0
+
+            async def ask(expect: str) -> None:
+                nonlocal sent
+                sent += 1
+                frames = await client.ask(f"question number {sent}?", f"m{sent}")
+                assert frames[-1]["type"] == expect, frames[-1]
+
+            for _ in range(3):
+                await ask("error")
+            for _ in range(100):
+                if notifications(rx, "HighAIErrorRate"):
+                    break
+                await asyncio.sleep(0.1)
+            [fired] = notifications(rx, "HighAIErrorRate")
+            assert fired["status"] == "firing"
+            [alert] = fired["alerts"]
+            assert (alert["labels"]["type"], alert["labels"]["severity"]) == ("ai", "high")
+            assert float(alert["annotations"]["value"]) == 1.0
+
+            fake_openai.behaviour = Behaviour(text="Working again.")
+            for _ in range(60):  # a success every 0.25 s until the failures leave the window
+                if len(notifications(rx, "HighAIErrorRate")) > 1:
+                    break
+                await ask("ai_message")
+                await asyncio.sleep(0.25)
+            await client.close()
+            fired_again, resolved = notifications(rx, "HighAIErrorRate")
+            assert fired_again == fired
+            assert resolved["status"] == "resolved"
+            assert resolved["alerts"][0]["fingerprint"] == alert["fingerprint"]

@@ -93,6 +93,9 @@ async def test_a_huge_header_gets_431(srv: LiveServer) -> None:
     assert answer.startswith(b"HTTP/1.1 431 ")
     assert b"too large" in answer
     await healthz_ok(srv)
+    registry = srv.services.metrics.registry
+    refused = registry.get_sample_value("chat_security_events_total", {"type": "http_limit"})
+    assert refused == 1  # counted and logged as a security event, like every other refusal
 
 
 async def test_a_header_that_never_ends_is_cut_off(srv: LiveServer) -> None:

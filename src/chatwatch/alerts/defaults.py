@@ -68,6 +68,16 @@ DEFAULT_RULES: dict[str, dict[str, Any]] = {
         "summary": "AI spend over the last 24 h is above $100",
         "cooldown": "6h",
     },
+    "HighAIErrorRate": {
+        "signal": "ai_error_rate",
+        "op": ">",
+        "threshold": 0.20,
+        "for": "1m",
+        "severity": "high",
+        "type": "ai",
+        "summary": "More than 20% of AI calls fail",
+        "min_samples": 5,
+    },
     # Off by default: one user running up cost (user_id is an alert label, never a metric's).
     "HighAICostPerUser": {
         "signal": "ai_cost_usd_24h",
@@ -99,6 +109,35 @@ DEFAULT_RULES: dict[str, dict[str, Any]] = {
         "severity": "high",
         "type": "security",
         "summary": "More than 10 authentication failures a minute from one address",
+    },
+    # The watcher is watched: alerting, logging and the disk they write to.
+    "AlertOutboxBacklog": {
+        "signal": "alert_outbox_backlog",
+        "op": ">",
+        "threshold": 0.0,
+        "for": "1m",
+        "severity": "high",
+        "type": "system",
+        "summary": "Alert notifications have waited more than 5 minutes to be delivered",
+    },
+    "LogRecordsDropped": {
+        "signal": "log_records_dropped_per_minute",
+        "op": ">",
+        "threshold": 0.0,
+        "for": "0s",
+        "severity": "medium",
+        "type": "system",
+        "summary": "Log records were dropped before reaching the log store",
+        "cooldown": "1h",
+    },
+    "LowDiskSpace": {
+        "signal": "data_dir_free_bytes",
+        "op": "<",
+        "threshold": float(1 << 30),
+        "for": "5m",
+        "severity": "high",
+        "type": "system",
+        "summary": "Less than 1 GiB free in server.data_dir",
     },
     # The dead-man's switch: always firing once enabled, re-notified every cooldown, so a
     # receiver that stops hearing it knows alerting itself is down.

@@ -360,10 +360,9 @@ class AlertEngine:
     async def evaluate(self, reading: SignalReading | None = None) -> None:
         """Read the signals (or take ``reading``) and apply every enabled rule once."""
         if reading is None:
-            # A source with database-backed signals queries them here, off the chat path.
-            refresh = getattr(self.source, "refresh", None)
+            refresh = getattr(self.source, "refresh", None)  # sources with async probes
             if refresh is not None:
-                await refresh(list(self._rules))
+                await refresh()
             reading = self.source.read()
         async with self._lock:
             now = self.clock.time()
@@ -886,7 +885,7 @@ class AlertEngine:
         """Validate and store a silence (RuleError naming the bad field)."""
         now = self.clock.time()
         matchers = parse_matchers(body.get("matchers"))
-        ends_at = parse_time_value("ends_at", body.get("ends_at"), now)
+        ends_at = parse_time_value("ends_at", body.get("ends_at"), now, ahead=True)
         starts_raw = body.get("starts_at")
         starts_at = now if starts_raw is None else parse_time_value("starts_at", starts_raw, now)
         if ends_at <= now:

@@ -73,6 +73,10 @@ def query_for(signal: str, window: float) -> PromQuery | None:
         "messages_per_second": PromQuery(f"sum(rate(chat_messages_received_total[{w}]))"),
         "event_loop_lag_seconds": PromQuery("max(chat_event_loop_lag_seconds)"),
         "memory_rss_bytes": PromQuery("max(process_resident_memory_bytes)"),
+        "log_records_dropped_per_minute": PromQuery(
+            "sum(increase(chat_log_records_dropped_total[1m]))"
+        ),
+        # alert_outbox_backlog and data_dir_free_bytes have no metric: left out, named.
         "watchdog": PromQuery("vector(1)"),
     }
     return queries.get(signal)

@@ -27,6 +27,7 @@ class NotificationKind(StrEnum):
     REPEAT = "repeat"  # still firing after its cooldown
     ESCALATION = "escalation"  # critical and not acknowledged in time
     TEST = "test"  # ``chatwatch alerts test``
+    HANDOFF = "handoff"  # a visitor asked for a person (``alerts.handoff``)
 
 
 def new_notification_id() -> str:
@@ -123,6 +124,8 @@ class Notification:
             head = f"[ESCALATED] {head}"
         elif self.kind is NotificationKind.TEST:
             head = f"[TEST] {head}"
+        elif self.kind is NotificationKind.HANDOFF:
+            head = "[HANDOFF]"
         return f"{head} [{severity}] {name}" if severity else f"{head} {name}"
 
     def to_json(self) -> bytes:

@@ -78,6 +78,18 @@ SIGNALS: Mapping[str, SignalSpec] = {
         SignalSpec("messages_per_second", SignalKind.COUNT, "received messages per second"),
         SignalSpec("event_loop_lag_seconds", SignalKind.GAUGE, "event loop lag"),
         SignalSpec("memory_rss_bytes", SignalKind.GAUGE, "resident memory of the process"),
+        # The watcher watched (issue 9): see ``alerts.watcher``.
+        SignalSpec(
+            "alert_outbox_backlog",
+            SignalKind.GAUGE,
+            "notifications queued or being sent for more than 5 minutes",
+        ),
+        SignalSpec(
+            "log_records_dropped_per_minute",
+            SignalKind.GAUGE,
+            "log records that never reached the log store, over the last minute",
+        ),
+        SignalSpec("data_dir_free_bytes", SignalKind.GAUGE, "free space in server.data_dir"),
         SignalSpec(WATCHDOG_SIGNAL, SignalKind.GAUGE, "always 1: the dead-man's switch"),
     )
 }

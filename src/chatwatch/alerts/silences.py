@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatwatch.alerts.rules import RuleError
+from chatwatch.config import parse_duration
 from chatwatch.timefmt import MAX_TIME, MIN_TIME, parse_time
 from chatwatch.timefmt import format_time as iso_time
 
@@ -144,9 +145,21 @@ def parse_matchers(raw: Any) -> tuple[Matcher, ...]:
     return tuple(_matcher(i, m) for i, m in enumerate(raw))
 
 
-def parse_time_value(name: str, raw: Any, now: float) -> float:
+def parse_time_value(name: str, raw: Any, now: float, *, ahead: bool = False) -> float:
     """A time in a body: epoch seconds, or a string in the API's one time grammar
-    (``chatwatch.timefmt``: RFC 3339, epoch seconds, or a duration ago)."""
+    (``chatwatch.timefmt``: RFC 3339, epoch seconds, or a duration ago).
+
+    With ``ahead`` a duration counts forward (a silence's ``ends_at = "2h"`` means for two
+    hours, as amtool's ``--duration`` does; two hours ago would be useless there).
+    """
+    if ahead and isinstance(raw, str) and raw.strip()[-1:].isalpha():
+        try:
+            span = parse_duration(raw.strip())
+        except ValueError:
+            pass
+        else:
+            if 0 < span <= MAX_TIME - now:
+                return now + span
     if isinstance(raw, bool) or raw is None:
         raise RuleError(name, "must be an RFC 3339 time or epoch seconds")
     if isinstance(raw, int | float):

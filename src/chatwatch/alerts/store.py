@@ -352,6 +352,17 @@ class AlertStore:
             for a in alerts_done:
                 await self._update(conn, a)
 
+    async def outbox_backlog(self, created_before: float) -> int:
+        """Notifications still queued or being sent that were stored before ``created_before``."""
+        waiting = alert_outbox.c.state.in_((OutboxState.QUEUED, OutboxState.SENDING))
+        query = (
+            select(func.count())
+            .select_from(alert_outbox)
+            .where(waiting, alert_outbox.c.created_at < created_before)
+        )
+        async with self.db.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
     async def claim(self, node: str, now: float, lease: float, limit: int) -> list[OutboxRow]:
         """Take up to ``limit`` due rows for ``node`` until ``now + lease``: queued rows whose
         time has come, and rows whose sender's lease ran out (it died mid-send)."""

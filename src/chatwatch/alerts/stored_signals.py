@@ -7,11 +7,11 @@ interval), before the engine reads, and never on the chat path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from chatwatch.alerts.rules import SLO_SIGNAL, Rule
-from chatwatch.alerts.signals_port import Series, StaticReading
+from chatwatch.alerts.signals_port import SIGNALS, Series, SignalReading, StaticReading
 from chatwatch.alerts.slo import burn_series, window_counts, windows_needed
 from chatwatch.clock import Clock
 from chatwatch.observe.logs import get_logger
@@ -26,9 +26,9 @@ _log = get_logger("alerts")
 
 
 class StaticSource(Protocol):
-    """A source whose readings can be amended (``SignalsSource``)."""
+    """A source whose readings can be amended (``SignalsSource``, ``WatcherSource``)."""
 
-    def read(self) -> StaticReading:
+    def read(self) -> SignalReading:
         """A reading taken now."""
         ...
 
@@ -54,12 +54,15 @@ class StoredSignalsSource:
         self._spend: SpendByUser | None = None
         self._slo: list[Series] = []
         self._at: float | None = None
+        # The engine's rules (set once it is built): its SLO rules need burn rates.
+        self.rules: Callable[[], Sequence[Rule]] = tuple
 
-    async def refresh(self, rules: Sequence[Rule] = ()) -> None:
-        """Query the store unless the cached figures are younger than ``max_age``.
-
-        ``rules`` are the engine's enabled rules: SLO rules add a metrics-history query.
-        """
+    async def refresh(self) -> None:
+        """Refresh the inner source, then query the store unless the cache is fresh."""
+        inner_refresh = getattr(self.inner, "refresh", None)
+        if inner_refresh is not None:
+            await inner_refresh()
+        rules = [r for r in self.rules() if r.enabled]
         now = self.clock.time()
         if self._at is not None and 0 <= now - self._at < self.max_age:
             return
@@ -79,7 +82,8 @@ class StoredSignalsSource:
 
     def read(self) -> StaticReading:
         """The inner reading, its AI spend replaced by the stored one (once refreshed)."""
-        reading = self.inner.read()
+        inner = self.inner.read()
+        reading = inner if isinstance(inner, StaticReading) else _copy(inner)
         spend = self._spend
         if spend is not None:
             rows = [Series({}, spend.total)]
@@ -87,3 +91,13 @@ class StoredSignalsSource:
             reading.data[AI_COST_SIGNAL] = rows
         reading.data[SLO_SIGNAL] = list(self._slo)
         return reading
+
+
+def _copy(reading: SignalReading) -> StaticReading:
+    """A reading of another shape as a ``StaticReading`` (the catalogue's signals)."""
+    out = StaticReading()
+    for name in SIGNALS:
+        rows = list(reading.series(name))
+        if rows:
+            out.data[name] = rows
+    return out

@@ -40,6 +40,7 @@ from chatwatch.events import (
     EventBus,
     FeatureUsed,
     FrameRejected,
+    HandoffRequested,
     MessageProcessed,
     MessageReceived,
     MessageReplayed,
@@ -579,6 +580,7 @@ class ChatConnection:
         )
         if reply.handoff:
             d.bus.emit(FeatureUsed(feature="handoff"))
+            d.bus.emit(HandoffRequested(p.session_id, p.user_id, job.correlation_id))
         await self.send(
             {
                 "type": "ai_message",

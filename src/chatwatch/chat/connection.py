@@ -630,6 +630,10 @@ class ChatConnection:
                 correlation_id=job.correlation_id,
             )
         )
+        await self._ask_to_resend(job)
+
+    async def _ask_to_resend(self, job: _Job) -> None:
+        """Tell the visitor to send ``job`` again (a restart); a socket gone meanwhile is fine."""
         with contextlib.suppress(Exception):
             async with asyncio.timeout(1.0):
                 await self._send_error(job, ErrorCode.INTERNAL, SHUTDOWN_MESSAGE)
@@ -662,9 +666,7 @@ class ChatConnection:
             if self.lifecycle.client_left:
                 self._cancelled(job)
             else:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(1.0):
-                        await self._send_error(job, ErrorCode.INTERNAL, SHUTDOWN_MESSAGE)
+                await self._ask_to_resend(job)
 
 
 def _replayed_frame(
